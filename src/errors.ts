@@ -1,0 +1,50 @@
+/**
+ * The one error catalogue. Every failure a client, an operator or a training run can see has a
+ * stable CODE here; HTTP status and retriability come from the catalogue, never from call sites.
+ */
+export const ERROR_CATALOGUE = {
+  // Images
+  IMAGE_EMPTY: { status: 400, retriable: false, message: 'The image is empty (0 bytes).' },
+  IMAGE_TOO_LARGE: { status: 413, retriable: false, message: 'The image is larger than the byte limit.' },
+  IMAGE_TOO_MANY_PIXELS: { status: 422, retriable: false, message: 'The image has more pixels than the limit.' },
+  IMAGE_UNSUPPORTED_FORMAT: { status: 415, retriable: false, message: 'The bytes are not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF).' },
+  IMAGE_CORRUPT: { status: 422, retriable: false, message: 'The image could not be decoded: it is truncated or corrupt.' },
+  IMAGE_TOO_SMALL: { status: 422, retriable: false, message: 'The image is too small to classify.' },
+  // Models
+  MODEL_MANIFEST_INVALID: { status: 500, retriable: false, message: 'A model directory has an invalid model.json.' },
+  MODEL_FILE_MISSING: { status: 500, retriable: false, message: 'A model directory lacks model.onnx or model.json.' },
+  MODEL_CHECKSUM_MISMATCH: { status: 500, retriable: false, message: "model.onnx does not match the sha256 in model.json." },
+  MODEL_LOAD_FAILED: { status: 500, retriable: false, message: 'ONNX Runtime could not load the model.' },
+  MODEL_SHAPE_MISMATCH: { status: 500, retriable: false, message: "The model's inputs or outputs do not match its manifest." },
+  INFERENCE_FAILED: { status: 500, retriable: true, message: 'Inference failed.' },
+  // Training toolchain
+  TRAIN_CONFIG_INVALID: { status: 400, retriable: false, message: 'The training config is invalid.' },
+  TRAIN_PYTHON_MISSING: { status: 500, retriable: false, message: 'The training Python environment is not set up: run `npm run setup:train`.' },
+  TRAIN_FAILED: { status: 500, retriable: false, message: 'The training process failed.' },
+  TRAIN_INTERRUPTED: { status: 500, retriable: true, message: 'Training was interrupted; a checkpoint was saved, resume with --resume.' },
+  DATASET_INVALID: { status: 400, retriable: false, message: 'The dataset could not be read.' },
+  CLI_USAGE: { status: 400, retriable: false, message: 'Invalid command-line arguments.' },
+} as const satisfies Record<string, { status: number; retriable: boolean; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export class ScreeningError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retriable: boolean;
+  readonly details: string | undefined;
+
+  constructor(code: ErrorCode, details?: string, options?: { cause?: unknown }) {
+    const entry = ERROR_CATALOGUE[code];
+    super(details ? `${entry.message} ${details}` : entry.message, options);
+    this.name = 'ScreeningError';
+    this.code = code;
+    this.status = entry.status;
+    this.retriable = entry.retriable;
+    this.details = details;
+  }
+}
+
+export function isScreeningError(err: unknown, code?: ErrorCode): err is ScreeningError {
+  return err instanceof ScreeningError && (code === undefined || err.code === code);
+}

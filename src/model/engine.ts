@@ -1,0 +1,151 @@
+/**
+ * The ONNX Runtime engine: one classifier per model directory. The class stays private; callers get
+ * the Classifier interface from loadClassifier(), already warmed up, and dispose() it when done.
+ */
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { ScreeningError } from '../errors.js';
+import { fileSha256, ONNX_FILE, readManifest, type ModelManifest } from './manifest.js';
+
+export type ExecutionProvider = 'cpu' | 'cuda' | 'tensorrt';
+
+export interface EngineOptions {
+  executionProvider?: ExecutionProvider;
+  /** Threads inside one operator; 0 lets ONNX Runtime choose (all cores). */
+  intraOpThreads?: number;
+  graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Skip the sha256 check of model.onnx (only for tools that just wrote the file). */
+  skipChecksum?: boolean;
+}
+
+export interface ClassifierOutput {
+  logits: Float32Array;
+  probabilities: Float32Array;
+}
+
+export interface Classifier {
+  readonly manifest: ModelManifest;
+  readonly directory: string;
+  /** Floats per image in the input batch (3 × size × size). */
+  readonly inputLength: number;
+  /** Classifies `count` images laid out back to back in `batch` (NCHW float32). */
+  classify(batch: Float32Array, count: number): Promise<ClassifierOutput[]>;
+  dispose(): Promise<void>;
+}
+
+let openSessions = 0;
+/** For leak tests: sessions created and not yet disposed, in this process. */
+export function openSessionCount(): number {
+  return openSessions;
+}
+
+function providers(ep: ExecutionProvider): string[] {
+  // Fall back to CPU so a GPU node with a broken driver still serves, only slower.
+  if (ep === 'tensorrt') return ['tensorrt', 'cuda', 'cpu'];
+  if (ep === 'cuda') return ['cuda', 'cpu'];
+  return ['cpu'];
+}
+
+export function softmax(logits: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  const out = new Float32Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    out[i] = Math.exp(logits[i]! - max);
+    sum += out[i]!;
+  }
+  for (let i = 0; i < out.length; i++) out[i]! /= sum;
+  return out;
+}
+
+class OnnxClassifier implements Classifier {
+  readonly inputLength: number;
+  private disposed = false;
+
+  constructor(
+    readonly manifest: ModelManifest,
+    readonly directory: string,
+    private readonly session: ort.InferenceSession,
+  ) {
+    this.inputLength = 3 * manifest.input.size * manifest.input.size;
+  }
+
+  async classify(batch: Float32Array, count: number): Promise<ClassifierOutput[]> {
+    if (this.disposed) throw new ScreeningError('INFERENCE_FAILED', `${this.manifest.name} was disposed`);
+    if (count < 1 || batch.length < count * this.inputLength) {
+      throw new ScreeningError('INFERENCE_FAILED', `batch holds ${batch.length} floats, ${count} images need ${count * this.inputLength}`);
+    }
+    const { size, name } = this.manifest.input;
+    const data = batch.length === count * this.inputLength ? batch : batch.subarray(0, count * this.inputLength);
+    const input = new ort.Tensor('float32', data, [count, 3, size, size]);
+    let result: ort.InferenceSession.OnnxValueMapType;
+    try {
+      result = await this.session.run({ [name]: input });
+    } catch (cause) {
+      throw new ScreeningError('INFERENCE_FAILED', `${this.manifest.name}: ${(cause as Error).message}`, { cause });
+    }
+    const output = result[this.manifest.output.name];
+    const classes = this.manifest.labels.length;
+    if (!output || output.dims.length !== 2 || output.dims[0] !== count || output.dims[1] !== classes) {
+      throw new ScreeningError('MODEL_SHAPE_MISMATCH', `${this.manifest.name}: expected output [${count}, ${classes}], got [${output?.dims.join(', ')}]`);
+    }
+    const all = output.data as Float32Array;
+    const outputs: ClassifierOutput[] = [];
+    for (let i = 0; i < count; i++) {
+      const logits = all.slice(i * classes, (i + 1) * classes);
+      outputs.push({ logits, probabilities: softmax(logits) });
+    }
+    return outputs;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    openSessions--;
+    await this.session.release();
+  }
+}
+
+/** Loads, verifies and warms up one model directory (model.onnx + model.json). */
+export async function loadClassifier(directory: string, options: EngineOptions = {}): Promise<Classifier> {
+  const manifest = await readManifest(directory);
+  const onnxPath = path.join(directory, ONNX_FILE);
+  try {
+    await access(onnxPath);
+  } catch (cause) {
+    throw new ScreeningError('MODEL_FILE_MISSING', onnxPath, { cause });
+  }
+  if (!options.skipChecksum) {
+    const actual = await fileSha256(onnxPath);
+    if (actual !== manifest.sha256) {
+      throw new ScreeningError('MODEL_CHECKSUM_MISMATCH', `${onnxPath}: sha256 ${actual}, model.json says ${manifest.sha256}`);
+    }
+  }
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(onnxPath, {
+      executionProviders: providers(options.executionProvider ?? 'cpu'),
+      intraOpNumThreads: options.intraOpThreads ?? 0,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: options.graphOptimization ?? 'all',
+    });
+  } catch (cause) {
+    throw new ScreeningError('MODEL_LOAD_FAILED', `${onnxPath}: ${(cause as Error).message}`, { cause });
+  }
+  openSessions++;
+  const classifier = new OnnxClassifier(manifest, directory, session);
+  try {
+    if (!session.inputNames.includes(manifest.input.name) || !session.outputNames.includes(manifest.output.name)) {
+      throw new ScreeningError('MODEL_SHAPE_MISMATCH',
+        `${onnxPath}: inputs [${session.inputNames.join(', ')}], outputs [${session.outputNames.join(', ')}]; model.json names ${manifest.input.name} -> ${manifest.output.name}`);
+    }
+    // Warm-up: the first run allocates and plans; do it before the model takes traffic.
+    await classifier.classify(new Float32Array(classifier.inputLength), 1);
+  } catch (err) {
+    await classifier.dispose();
+    throw err;
+  }
+  return classifier;
+}

@@ -1,0 +1,138 @@
+/**
+ * Image bytes → model input tensor, with sharp. The geometry and normalisation come from the
+ * model's manifest (PreprocessSpec + input size), so serving matches the training-time eval
+ * transform: short side resized (bilinear), centre crop, ImageNet mean/std, NCHW float32.
+ */
+import sharp, { type Metadata } from 'sharp';
+import { ScreeningError } from '../errors.js';
+
+export interface ImageGeometry {
+  /** Square crop fed to the model. */
+  size: number;
+  /** Short side after resize, before the centre crop. */
+  resizeShort: number;
+}
+
+export interface TensorSpec extends ImageGeometry {
+  mean: readonly [number, number, number] | readonly number[];
+  std: readonly [number, number, number] | readonly number[];
+}
+
+export interface ImageLimits {
+  maxBytes: number;
+  maxPixels: number;
+  minSide: number;
+}
+
+export const DEFAULT_LIMITS: ImageLimits = Object.freeze({
+  maxBytes: 20 * 1024 * 1024,
+  // 40 MP: above any real listing photo, far below a decompression bomb.
+  maxPixels: 40_000_000,
+  minSide: 16,
+});
+
+export const SUPPORTED_FORMATS = new Set(['jpeg', 'png', 'webp', 'gif', 'tiff']);
+
+export interface SourceInfo {
+  format: string;
+  width: number;
+  height: number;
+  bytes: number;
+}
+
+export interface PreparedImage {
+  /** RGB, HWC, uint8, size × size. */
+  rgb: Buffer;
+  source: SourceInfo;
+}
+
+function classifySharpError(err: unknown): ScreeningError {
+  const message = (err as Error)?.message ?? String(err);
+  if (/pixel limit/i.test(message)) return new ScreeningError('IMAGE_TOO_MANY_PIXELS', undefined, { cause: err });
+  if (/unsupported image format|bad seek|not a known file format/i.test(message)) {
+    return new ScreeningError('IMAGE_UNSUPPORTED_FORMAT', undefined, { cause: err });
+  }
+  return new ScreeningError('IMAGE_CORRUPT', message.split('\n')[0], { cause: err });
+}
+
+/** Decodes, orients, flattens and crops one image to the model's geometry. */
+export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, limits: ImageLimits = DEFAULT_LIMITS): Promise<PreparedImage> {
+  if (bytes.length === 0) throw new ScreeningError('IMAGE_EMPTY');
+  if (bytes.length > limits.maxBytes) {
+    throw new ScreeningError('IMAGE_TOO_LARGE', `${bytes.length} bytes, limit ${limits.maxBytes}.`);
+  }
+  const options = { limitInputPixels: limits.maxPixels, failOn: 'error' as const, pages: 1 };
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, options).metadata();
+  } catch (err) {
+    throw classifySharpError(err);
+  }
+  if (!meta.format || !SUPPORTED_FORMATS.has(meta.format)) {
+    throw new ScreeningError('IMAGE_UNSUPPORTED_FORMAT', meta.format ? `Got ${meta.format}.` : undefined);
+  }
+  const rawWidth = meta.width ?? 0;
+  const rawHeight = meta.pageHeight ?? meta.height ?? 0;
+  if (rawWidth * rawHeight > limits.maxPixels) {
+    throw new ScreeningError('IMAGE_TOO_MANY_PIXELS', `${rawWidth}×${rawHeight}, limit ${limits.maxPixels} pixels.`);
+  }
+  // EXIF orientations 5–8 rotate by 90°, swapping width and height.
+  const swapped = (meta.orientation ?? 1) >= 5;
+  const width = swapped ? rawHeight : rawWidth;
+  const height = swapped ? rawWidth : rawHeight;
+  if (Math.min(width, height) < limits.minSide) {
+    throw new ScreeningError('IMAGE_TOO_SMALL', `${width}×${height}, minimum side ${limits.minSide}.`);
+  }
+  const scale = geometry.resizeShort / Math.min(width, height);
+  const resizedWidth = Math.max(geometry.size, Math.round(width * scale));
+  const resizedHeight = Math.max(geometry.size, Math.round(height * scale));
+  try {
+    const { data, info } = await sharp(bytes, options)
+      .rotate()
+      .flatten({ background: '#ffffff' })
+      .resize(resizedWidth, resizedHeight, { fit: 'fill', kernel: 'linear' })
+      .extract({
+        left: Math.floor((resizedWidth - geometry.size) / 2),
+        top: Math.floor((resizedHeight - geometry.size) / 2),
+        width: geometry.size,
+        height: geometry.size,
+      })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3 || data.length !== geometry.size * geometry.size * 3) {
+      throw new Error(`unexpected decoded layout: ${info.width}×${info.height}×${info.channels}`);
+    }
+    return { rgb: data, source: { format: meta.format, width, height, bytes: bytes.length } };
+  } catch (err) {
+    throw err instanceof ScreeningError ? err : classifySharpError(err);
+  }
+}
+
+/**
+ * Writes the normalised CHW tensor of `rgb` into `out` at `offset` (in floats), so a batcher can
+ * fill one preallocated batch buffer without copies.
+ */
+export function writeTensor(rgb: Buffer, spec: TensorSpec, out: Float32Array, offset = 0): void {
+  const plane = spec.size * spec.size;
+  if (rgb.length !== plane * 3) throw new RangeError(`expected ${plane * 3} bytes of RGB, got ${rgb.length}`);
+  if (out.length < offset + plane * 3) throw new RangeError('output buffer too small');
+  for (let c = 0; c < 3; c++) {
+    const scale = 1 / (255 * spec.std[c]!);
+    const shift = spec.mean[c]! / spec.std[c]!;
+    const base = offset + c * plane;
+    for (let i = 0; i < plane; i++) out[base + i] = rgb[i * 3 + c]! * scale - shift;
+  }
+}
+
+export async function imageToTensor(bytes: Uint8Array, spec: TensorSpec, limits?: ImageLimits): Promise<{ tensor: Float32Array; source: SourceInfo }> {
+  const prepared = await prepareImage(bytes, spec, limits);
+  const tensor = new Float32Array(3 * spec.size * spec.size);
+  writeTensor(prepared.rgb, spec, tensor);
+  return { tensor, source: prepared.source };
+}
+
+export function tensorSpecOf(manifest: { input: { size: number }; preprocess: { resize_short: number; mean: readonly number[]; std: readonly number[] } }): TensorSpec {
+  return { size: manifest.input.size, resizeShort: manifest.preprocess.resize_short, mean: manifest.preprocess.mean, std: manifest.preprocess.std };
+}

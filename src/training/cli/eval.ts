@@ -1,0 +1,86 @@
+/**
+ * npm run eval -- --model models/<dir> --data <root> [--labels <labels.csv>] [--split val] [--json]
+ *                 [--calibrate 0.9] [--report FILE]
+ * Evaluates through the serving preprocessing and engine. --json prints exactly one JSON object on
+ * stdout (progress goes to stderr). --calibrate sets per-label thresholds for a target flag
+ * precision and writes them, with the metrics, into the model's model.json.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ScreeningError } from '../../errors.js';
+import { loadClassifier } from '../../model/engine.js';
+import { readManifest, writeManifest } from '../../model/manifest.js';
+import { readDataset } from '../dataset.js';
+import { calibrate, predict, score, type EvalReport } from '../evaluate.js';
+import { renderReport } from '../report.js';
+import { parseFlags, runCli } from './args.js';
+
+runCli(async () => {
+  const flags = parseFlags(process.argv.slice(2), {
+    model: { type: 'string', required: true, help: 'model directory (model.onnx + model.json)' },
+    data: { type: 'string', required: true, help: 'dataset root' },
+    labels: { type: 'string', help: 'labels CSV (path,class[,trade_relevant,split]); omit for an image folder' },
+    split: { type: 'string', help: 'only rows of this split (e.g. val)' },
+    json: { type: 'boolean', help: 'print one JSON object on stdout' },
+    calibrate: { type: 'string', help: 'target flag precision (0–1): calibrate thresholds and write them into model.json' },
+    report: { type: 'string', help: 'HTML report path (default runs/eval/<model>-<version>-<split>.html)' },
+    threads: { type: 'string', help: 'ONNX Runtime intra-op threads (default: all cores)' },
+  }, 'usage: npm run eval -- --model DIR --data ROOT [--labels CSV] [--split val] [--json]');
+  const target = flags.calibrate === undefined ? undefined : Number(flags.calibrate);
+  if (target !== undefined && !(target > 0 && target < 1)) throw new ScreeningError('CLI_USAGE', '--calibrate takes a precision between 0 and 1, e.g. 0.9.');
+  const modelDir = String(flags.model);
+  const dataset = await readDataset({ root: String(flags.data), labels: flags.labels ? String(flags.labels) : undefined, split: flags.split ? String(flags.split) : null });
+  if (dataset.samples.length === 0) throw new ScreeningError('DATASET_INVALID', `no images${flags.split ? ` in split ${String(flags.split)}` : ''}.`);
+  const classifier = await loadClassifier(modelDir, { intraOpThreads: flags.threads ? Number(flags.threads) : 0 });
+  try {
+    const m = classifier.manifest;
+    const progress = process.stderr.isTTY
+      ? (done: number, total: number) => process.stderr.write(`\revaluating ${done}/${total}`)
+      : undefined;
+    const { predictions, skipped, seconds, inferenceSeconds } = await predict(classifier, dataset, { onProgress: progress });
+    if (progress) process.stderr.write('\n');
+    const labels = m.labels;
+    const calibration = target === undefined ? undefined : calibrate(predictions, labels, target);
+    const effectiveLabels = calibration ? labels.map((l) => ({ ...l, threshold: l.trade_relevant ? calibration.thresholds[l.name]! : null })) : labels;
+    const report: EvalReport = {
+      model: { name: m.name, version: m.version, precision: m.precision, architecture: m.architecture },
+      ...score(predictions, effectiveLabels, m.name),
+      skipped,
+      speed: { images: predictions.length, seconds, imagesPerSecond: predictions.length / seconds, inferenceImagesPerSecond: predictions.length / inferenceSeconds },
+    };
+    const reportPath = String(flags.report ?? path.join('runs', 'eval', `${m.name}-${m.version}-${String(flags.split ?? 'all')}.html`));
+    await mkdir(path.dirname(reportPath), { recursive: true });
+    await writeFile(reportPath, renderReport(report, calibration));
+    if (calibration) {
+      const fresh = await readManifest(modelDir);
+      await writeManifest(modelDir, {
+        ...fresh,
+        labels: effectiveLabels,
+        metrics: {
+          ...fresh.metrics,
+          eval: {
+            data: `${path.basename(path.resolve(String(flags.data)))}${flags.split ? ` split ${String(flags.split)}` : ''}`,
+            n: report.n, top1: report.top1, flag: report.flag,
+            per_class_f1: Object.fromEntries(Object.entries(report.perClass).map(([k, v]) => [k, Number(v.f1.toFixed(4))])),
+            images_per_second: Number(report.speed.inferenceImagesPerSecond.toFixed(2)),
+            evaluated: new Date().toISOString(),
+          },
+          calibration: { target_precision: calibration.targetPrecision, reached: calibration.reached, common_threshold: calibration.commonThreshold, before: calibration.before, after: calibration.after, note: calibration.note },
+        },
+      });
+    }
+    if (flags.json) {
+      process.stdout.write(`${JSON.stringify({ ...report, calibration, report: reportPath })}\n`);
+    } else {
+      const f = report.flag;
+      process.stdout.write([
+        `${m.name} ${m.version} (${m.architecture}, ${m.precision}) on ${report.n} images${skipped.length ? ` (${skipped.length} skipped)` : ''}`,
+        `top-1 ${(report.top1 * 100).toFixed(1)}%   flag precision ${(f.precision * 100).toFixed(1)}%  recall ${(f.recall * 100).toFixed(1)}%  F1 ${f.f1.toFixed(3)}`,
+        calibration ? `calibrated for precision ${calibration.targetPrecision}: ${calibration.note}` : '',
+        `${report.speed.inferenceImagesPerSecond.toFixed(1)} images/s inference; report: ${reportPath}`,
+      ].filter(Boolean).join('\n') + '\n');
+    }
+  } finally {
+    await classifier.dispose();
+  }
+});

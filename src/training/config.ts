@@ -1,0 +1,178 @@
+/**
+ * Training configs: PaddleClas-style fixed sections (Global / Arch / Loss / Optimizer / DataLoader),
+ * read from YAML and validated against one schema before anything runs. Unknown and missing keys
+ * are all reported together, so a config is fixed in one pass.
+ */
+import { readFile } from 'node:fs/promises';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { ScreeningError } from '../errors.js';
+import { ARCHITECTURES } from '../model/manifest.js';
+
+const num = { type: 'number' };
+const pair = (min = 0) => ({ type: 'array', items: { type: 'number', minimum: min }, minItems: 2, maxItems: 2 });
+const rgb = { type: 'array', items: num, minItems: 3, maxItems: 3 };
+
+const datasetSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: {
+    name: { enum: ['CSVDataset', 'ImageFolder'] },
+    root: { type: ['string', 'null'] },
+    labels: { type: 'string' },
+    split: { type: ['string', 'null'] },
+  },
+};
+
+const lossEntry = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  maxProperties: 1,
+  properties: {
+    CELoss: {
+      type: 'object', additionalProperties: false, required: ['weight'],
+      properties: { weight: { type: 'number', exclusiveMinimum: 0 }, epsilon: { type: 'number', minimum: 0, maximum: 0.5 } },
+    },
+  },
+};
+
+export const TRAIN_CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['Global', 'Arch', 'Loss', 'Optimizer', 'DataLoader'],
+  properties: {
+    Global: {
+      type: 'object', additionalProperties: false,
+      required: ['epochs', 'image_size', 'resize_short', 'mean', 'std'],
+      properties: {
+        epochs: { type: 'integer', minimum: 1, maximum: 10000 },
+        seed: { type: 'integer' },
+        image_size: { type: 'integer', minimum: 32, maximum: 1024 },
+        resize_short: { type: 'integer', minimum: 32, maximum: 2048 },
+        mean: rgb,
+        std: rgb,
+        eval_interval: { type: 'integer', minimum: 1 },
+      },
+    },
+    Arch: {
+      type: 'object', additionalProperties: false, required: ['name'],
+      properties: {
+        name: { enum: ARCHITECTURES },
+        pretrained: { type: ['string', 'null'] },
+        lr_mult_list: { type: 'array', items: { type: 'number', minimum: 0 }, minItems: 5, maxItems: 5 },
+      },
+    },
+    Loss: {
+      type: 'object', additionalProperties: false, required: ['Train'],
+      properties: { Train: { type: 'array', items: lossEntry, minItems: 1, maxItems: 1 } },
+    },
+    Optimizer: {
+      type: 'object', additionalProperties: false, required: ['name', 'lr'],
+      properties: {
+        name: { const: 'Momentum' },
+        momentum: { type: 'number', minimum: 0, maximum: 1 },
+        lr: {
+          type: 'object', additionalProperties: false, required: ['name', 'learning_rate'],
+          properties: {
+            name: { const: 'Cosine' },
+            learning_rate: { type: 'number', exclusiveMinimum: 0 },
+            warmup_epoch: { type: 'number', minimum: 0 },
+            warmup_start_lr: { type: 'number', minimum: 0 },
+          },
+        },
+        regularizer: {
+          type: ['object', 'null'], additionalProperties: false, required: ['name', 'coeff'],
+          properties: { name: { const: 'L2' }, coeff: { type: 'number', minimum: 0 } },
+        },
+      },
+    },
+    DataLoader: {
+      type: 'object', additionalProperties: false, required: ['Train'],
+      properties: {
+        Train: {
+          type: 'object', additionalProperties: false, required: ['dataset', 'batch_size'],
+          properties: {
+            dataset: datasetSchema,
+            batch_size: { type: 'integer', minimum: 1, maximum: 4096 },
+            transforms: {
+              type: 'object', additionalProperties: false,
+              properties: {
+                random_resized_crop: {
+                  type: 'object', additionalProperties: false,
+                  properties: { scale: pair(0), ratio: pair(0) },
+                },
+                horizontal_flip: { type: 'boolean' },
+              },
+            },
+          },
+        },
+        Eval: {
+          type: 'object', additionalProperties: false, required: ['dataset'],
+          properties: { dataset: datasetSchema, batch_size: { type: 'integer', minimum: 1, maximum: 4096 } },
+        },
+      },
+    },
+  },
+} as const;
+
+export interface DatasetSpec {
+  name: 'CSVDataset' | 'ImageFolder';
+  root?: string | null;
+  labels?: string;
+  split?: string | null;
+}
+
+export interface TrainConfig {
+  Global: { epochs: number; seed?: number; image_size: number; resize_short: number; mean: number[]; std: number[]; eval_interval?: number };
+  Arch: { name: (typeof ARCHITECTURES)[number]; pretrained?: string | null; lr_mult_list?: number[] };
+  Loss: { Train: Array<{ CELoss: { weight: number; epsilon?: number } }> };
+  Optimizer: Record<string, unknown>;
+  DataLoader: { Train: { dataset: DatasetSpec; batch_size: number; transforms?: Record<string, unknown> }; Eval?: { dataset: DatasetSpec; batch_size?: number } };
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const validate = ajv.compile(TRAIN_CONFIG_SCHEMA);
+
+function describe(e: ErrorObject): string {
+  const where = e.instancePath ? e.instancePath.slice(1).replaceAll('/', '.') : '(top level)';
+  if (e.keyword === 'additionalProperties') return `${where}: unknown key "${String(e.params.additionalProperty)}"`;
+  if (e.keyword === 'required') return `${where}: missing key "${String(e.params.missingProperty)}"`;
+  if (e.keyword === 'enum') return `${where}: must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`;
+  if (e.keyword === 'const') return `${where}: must be ${JSON.stringify(e.params.allowedValue)}`;
+  return `${where}: ${e.message ?? 'is invalid'}`;
+}
+
+export function trainConfigProblems(value: unknown): string[] {
+  const problems = validate(value) ? [] : [...new Set((validate.errors ?? []).map(describe))];
+  if (problems.length === 0) {
+    const cfg = value as TrainConfig;
+    if (cfg.Global.resize_short < cfg.Global.image_size) problems.push('Global.resize_short: must be at least Global.image_size');
+  }
+  return problems;
+}
+
+export function parseTrainConfig(value: unknown, source = 'config'): TrainConfig {
+  const problems = trainConfigProblems(value);
+  if (problems.length) {
+    throw new ScreeningError('TRAIN_CONFIG_INVALID', `${source} has ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  }
+  return value as TrainConfig;
+}
+
+export async function loadTrainConfig(file: string): Promise<TrainConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new ScreeningError('TRAIN_CONFIG_INVALID', `cannot read ${file}`, { cause });
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (cause) {
+    throw new ScreeningError('TRAIN_CONFIG_INVALID', `${file}: ${(cause as Error).message}`, { cause });
+  }
+  return parseTrainConfig(value, file);
+}

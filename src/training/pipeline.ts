@@ -1,0 +1,220 @@
+/**
+ * The model toolchain's steps, each a function the CLIs (and tests) call: train → export FP32 ONNX
+ * → quantize INT8, and import of PaddleClas .pdparams. Paddle work runs in the venv; model
+ * directories are written here, by the one manifest writer.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ScreeningError } from '../errors.js';
+import { readManifest, ONNX_FILE, type LabelSpec, type ModelManifest } from '../model/manifest.js';
+import type { TrainConfig } from './config.js';
+import { defaultLabels, writeModelDir } from './model-dir.js';
+import { pythonEnvReady, runWildtrain, wildtrainJson } from './python-env.js';
+
+export const NO_PRETRAINED_NOTE =
+  'No ImageNet-pretrained weights: they cannot be downloaded on the machines this model was built on, so it was trained from random initialisation on the dataset named in training.data only. Expect lower accuracy than a fine-tuned ResNet50_vd_ssld.';
+
+interface TrainingSummary {
+  arch: ModelManifest['architecture'];
+  classes: string[];
+  trade_relevant: Record<string, boolean | null>;
+  image_size: number;
+  resize_short: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+  epochs: number;
+  history: Array<Record<string, number>>;
+  skipped: Array<{ path: string; error: string }>;
+  train_images: number;
+  eval_images: number;
+  calibration: string[];
+}
+
+interface ExportResult {
+  onnx: string;
+  input: string;
+  output: string;
+  opset: number;
+  load_report: { head_reinitialised: Record<string, number[]>; loaded: number };
+}
+
+async function requireEnv(): Promise<void> {
+  if (!(await pythonEnvReady())) throw new ScreeningError('TRAIN_PYTHON_MISSING');
+}
+
+export interface TrainOptions {
+  config: TrainConfig;
+  configPath: string;
+  /** The model directory to write. */
+  out: string;
+  /** Checkpoints, logs and intermediate files. */
+  workDir: string;
+  dataRoot?: string;
+  resume?: boolean;
+  name: string;
+  version: string;
+  /** Also write an INT8 model directory here. */
+  int8Out?: string;
+  threads?: number;
+  /** Extra provenance recorded in model.json's training section. */
+  dataDescription?: string;
+}
+
+export interface TrainResult {
+  fp32: ModelManifest;
+  int8?: ModelManifest;
+  summary: TrainingSummary;
+}
+
+export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
+  await requireEnv();
+  await mkdir(opts.workDir, { recursive: true });
+  const configJson = path.join(opts.workDir, 'config.json');
+  await writeFile(configJson, JSON.stringify(opts.config, null, 1));
+  const args = ['train', '--config', configJson, '--out', opts.workDir];
+  if (opts.dataRoot) args.push('--data', opts.dataRoot);
+  if (opts.resume) args.push('--resume');
+  const run = await runWildtrain(args, { inheritStderr: true, threads: opts.threads });
+  // Ctrl-C reaches the Python child too (same process group); it saves a checkpoint and exits 130.
+  const ignore = () => undefined;
+  process.on('SIGINT', ignore);
+  try {
+    await run.done;
+  } finally {
+    process.off('SIGINT', ignore);
+  }
+  return finishTraining(opts);
+}
+
+/** Export + manifests for a finished run (also usable on a run finished earlier, e.g. in the background). */
+export async function finishTraining(opts: TrainOptions): Promise<TrainResult> {
+  const summary = JSON.parse(await readFile(path.join(opts.workDir, 'training.json'), 'utf8')) as TrainingSummary;
+  const labels = defaultLabels(summary.classes, summary.trade_relevant);
+  await mkdir(opts.out, { recursive: true });
+  const exported = await exportOnnx(path.join(opts.workDir, 'final.pdparams'), summary.arch, labels.length, path.join(opts.out, ONNX_FILE));
+  const last = summary.history.at(-1) ?? {};
+  const training = {
+    method: 'supervised',
+    config_file: path.relative(process.cwd(), opts.configPath),
+    config: opts.config,
+    data: {
+      description: opts.dataDescription ?? null,
+      train_images: summary.train_images,
+      eval_images: summary.eval_images,
+      skipped_images: summary.skipped,
+    },
+    epochs: summary.epochs,
+    history: summary.history,
+    onnx_opset: exported.opset,
+  };
+  const base = {
+    name: opts.name,
+    version: opts.version,
+    architecture: summary.arch,
+    input: { name: exported.input, size: summary.image_size, layout: 'NCHW' as const, channels: 'RGB' as const },
+    output: { name: exported.output, kind: 'logits' as const },
+    preprocess: { resize_short: summary.resize_short, interpolation: 'bilinear' as const, crop: 'center' as const, mean: summary.mean, std: summary.std },
+    labels,
+    pretrained: { source: opts.config.Arch.pretrained ?? null, note: opts.config.Arch.pretrained ? 'Fine-tuned from the named .pdparams.' : NO_PRETRAINED_NOTE },
+    training,
+    metrics: { training_val_top1: last.val_top1 ?? null, training_train_top1: last.train_top1 ?? null },
+  };
+  const fp32 = await writeModelDir({ dir: opts.out, manifest: { ...base, precision: 'fp32' } });
+  let int8: ModelManifest | undefined;
+  if (opts.int8Out) {
+    int8 = await quantizeModelDir(opts.out, opts.int8Out, summary.calibration, path.join(opts.workDir, 'calibration.json'));
+  }
+  return { fp32, int8, summary };
+}
+
+export async function exportOnnx(weights: string, arch: string, classNum: number, out: string, allowHeadReinit = false): Promise<ExportResult> {
+  await requireEnv();
+  const args = ['export', '--weights', weights, '--arch', arch, '--class-num', String(classNum), '--out', out];
+  if (allowHeadReinit) args.push('--allow-head-reinit');
+  return wildtrainJson<ExportResult>(args);
+}
+
+/** INT8 copy of an FP32 model directory, calibrated on the given images. */
+export async function quantizeModelDir(fp32Dir: string, int8Dir: string, calibrationImages: string[], calibrationFile: string, count = 200): Promise<ModelManifest> {
+  await requireEnv();
+  const source = await readManifest(fp32Dir);
+  await mkdir(int8Dir, { recursive: true });
+  await writeFile(calibrationFile, JSON.stringify(calibrationImages));
+  const result = await wildtrainJson<{ calibration_images: number; method: string }>([
+    'quantize', '--onnx', path.join(fp32Dir, ONNX_FILE), '--out', path.join(int8Dir, ONNX_FILE),
+    '--calibration', calibrationFile, '--image-size', String(source.input.size),
+    '--resize-short', String(source.preprocess.resize_short),
+    '--mean', JSON.stringify(source.preprocess.mean), '--std', JSON.stringify(source.preprocess.std),
+    '--count', String(count),
+  ]);
+  const { sha256: _sha, created: _created, schema_version: _v, ...rest } = source;
+  return writeModelDir({
+    dir: int8Dir,
+    manifest: {
+      ...rest,
+      name: source.name.endsWith('-int8') ? source.name : `${source.name}-int8`,
+      precision: 'int8',
+      training: { ...source.training, quantization: { ...result, from: { name: source.name, version: source.version, sha256: source.sha256 } } },
+      metrics: {},
+    },
+  });
+}
+
+export interface ImportOptions {
+  pdparams: string;
+  arch: ModelManifest['architecture'];
+  labels: LabelSpec[];
+  out: string;
+  name: string;
+  version: string;
+  imageSize: number;
+  resizeShort: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+}
+
+export interface ImportResult {
+  manifest: ModelManifest;
+  headReinitialised: boolean;
+  loaded: number;
+}
+
+/** PaddleClas .pdparams → model directory, strictly: any key or shape mismatch but the head fails. */
+export async function importPdparams(opts: ImportOptions): Promise<ImportResult> {
+  await mkdir(opts.out, { recursive: true });
+  const exported = await exportOnnx(opts.pdparams, opts.arch, opts.labels.length, path.join(opts.out, ONNX_FILE), true);
+  const headReinitialised = Object.keys(exported.load_report.head_reinitialised).length > 0;
+  const manifest = await writeModelDir({
+    dir: opts.out,
+    manifest: {
+      name: opts.name,
+      version: opts.version,
+      architecture: opts.arch,
+      precision: 'fp32',
+      input: { name: exported.input, size: opts.imageSize, layout: 'NCHW', channels: 'RGB' },
+      output: { name: exported.output, kind: 'logits' },
+      preprocess: { resize_short: opts.resizeShort, interpolation: 'bilinear', crop: 'center', mean: opts.mean, std: opts.std },
+      labels: opts.labels,
+      pretrained: {
+        source: path.basename(opts.pdparams),
+        note: headReinitialised
+          ? `Backbone imported from ${path.basename(opts.pdparams)}; its FC head had a different class count and was re-initialised: fine-tune before serving.`
+          : `Imported unchanged from ${path.basename(opts.pdparams)}.`,
+      },
+      training: { method: 'import', head_reinitialised: headReinitialised, load_report: exported.load_report, onnx_opset: exported.opset },
+      metrics: {},
+    },
+  });
+  return { manifest, headReinitialised, loaded: exported.load_report.loaded };
+}
+
+/** Reference logits from Paddle itself, for parity checks against the ONNX engine. */
+export async function paddleLogits(weights: string, arch: string, classNum: number, inputNpy: string, outNpy: string): Promise<void> {
+  await requireEnv();
+  await (await runWildtrain(['logits', '--weights', weights, '--arch', arch, '--class-num', String(classNum), '--input', inputNpy, '--out', outNpy])).done;
+}
+
+export async function generateWeights(arch: string, classNum: number, seed: number, out: string): Promise<void> {
+  await requireEnv();
+  await (await runWildtrain(['init', '--arch', arch, '--class-num', String(classNum), '--seed', String(seed), '--out', out])).done;
+}

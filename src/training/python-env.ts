@@ -1,0 +1,115 @@
+/**
+ * The Python side of the toolchain lives in a project-local venv (.venv, git-ignored), created from
+ * the pinned requirements by `npm run setup:train`. Everything Paddle does is a `python -m wildtrain`
+ * subprocess; this module is the only place that knows how to start one.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ScreeningError } from '../errors.js';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const PYTHON_SRC = path.join(REPO_ROOT, 'src', 'training', 'python');
+export const REQUIREMENTS = path.join(PYTHON_SRC, 'requirements.txt');
+export const VENV_DIR = process.env.WILDLIFE_VENV ? path.resolve(process.env.WILDLIFE_VENV) : path.join(REPO_ROOT, '.venv');
+const STAMP = path.join(VENV_DIR, '.requirements.sha256');
+
+export function venvPython(): string {
+  return path.join(VENV_DIR, 'bin', 'python');
+}
+
+async function requirementsHash(): Promise<string> {
+  return createHash('sha256').update(await readFile(REQUIREMENTS)).digest('hex');
+}
+
+export async function pythonEnvReady(): Promise<boolean> {
+  if (!existsSync(venvPython()) || !existsSync(STAMP)) return false;
+  return (await readFile(STAMP, 'utf8')).trim() === (await requirementsHash());
+}
+
+function run(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: 'inherit', env: env ?? process.env });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited with ${code}`))));
+  });
+}
+
+/** Creates or updates the venv; a no-op when the pinned requirements are already installed. */
+export async function setupPythonEnv(log: (line: string) => void = console.error): Promise<void> {
+  if (await pythonEnvReady()) {
+    log(`python env up to date: ${VENV_DIR}`);
+    return;
+  }
+  const python = process.env.PYTHON ?? 'python3';
+  if (!existsSync(venvPython())) {
+    log(`creating ${VENV_DIR} with ${python}`);
+    await run(python, ['-m', 'venv', VENV_DIR]);
+  }
+  log(`installing ${path.relative(REPO_ROOT, REQUIREMENTS)} (PaddlePaddle CPU is ~200 MB; first time takes a few minutes)`);
+  await run(venvPython(), ['-m', 'pip', 'install', '--disable-pip-version-check', '-q', '-r', REQUIREMENTS]);
+  await writeFile(STAMP, `${await requirementsHash()}\n`);
+  log('python env ready');
+}
+
+export interface PythonRun {
+  child: ChildProcess;
+  /** Resolves with stdout (trimmed); rejects with TRAIN_FAILED carrying stderr's tail. */
+  done: Promise<string>;
+}
+
+export interface PythonOptions {
+  /** Stream Python's stderr (progress bars, warnings) to ours instead of capturing it. */
+  inheritStderr?: boolean;
+  threads?: number;
+}
+
+/** Runs `python -m wildtrain <args>` in the venv. */
+export async function runWildtrain(args: string[], options: PythonOptions = {}): Promise<PythonRun> {
+  if (!existsSync(venvPython())) throw new ScreeningError('TRAIN_PYTHON_MISSING', `No interpreter at ${venvPython()}.`);
+  const threads = String(options.threads ?? 2);
+  const child = spawn(venvPython(), ['-m', 'wildtrain', ...args], {
+    cwd: PYTHON_SRC,
+    stdio: ['ignore', 'pipe', options.inheritStderr ? 'inherit' : 'pipe'],
+    env: {
+      ...process.env,
+      PYTHONPATH: PYTHON_SRC,
+      PYTHONUNBUFFERED: '1',
+      PYTHONWARNINGS: 'ignore',
+      OMP_NUM_THREADS: threads,
+    },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    if (stderr.length > 64_000) stderr = stderr.slice(-32_000);
+  });
+  const done = new Promise<string>((resolve, reject) => {
+    child.on('error', (cause) => reject(new ScreeningError('TRAIN_FAILED', `could not start ${venvPython()}`, { cause })));
+    child.on('exit', (code, signal) => {
+      if (code === 0) return resolve(stdout.trim());
+      if (code === 130) return reject(new ScreeningError('TRAIN_INTERRUPTED'));
+      // A clear "error: ..." from wildtrain is shown whole; otherwise the traceback's tail.
+      const marker = stderr.lastIndexOf('error: ');
+      const tail = marker >= 0 ? stderr.slice(marker + 7).trim() : stderr.trim().split('\n').slice(-15).join('\n');
+      reject(new ScreeningError('TRAIN_FAILED', `wildtrain ${args[0]} exited with ${code ?? signal}${tail ? `:\n${tail}` : ''}`));
+    });
+  });
+  return { child, done };
+}
+
+/** Runs a wildtrain command to completion and parses its one-line JSON result. */
+export async function wildtrainJson<T>(args: string[], options?: PythonOptions): Promise<T> {
+  const out = await (await runWildtrain(args, options)).done;
+  const lastLine = out.split('\n').filter(Boolean).pop() ?? '';
+  try {
+    return JSON.parse(lastLine) as T;
+  } catch (cause) {
+    throw new ScreeningError('TRAIN_FAILED', `wildtrain ${args[0]} printed no JSON result: ${lastLine.slice(0, 200)}`, { cause });
+  }
+}

@@ -1,0 +1,1 @@
+"""Paddle side of the wildlife screening model toolchain (driven from src/training/*.ts)."""

@@ -1,0 +1,89 @@
+"""Entry point used by the TypeScript orchestrator: python -m wildtrain <command> ...
+
+Commands print human progress on stderr; results the orchestrator needs are files in --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="wildtrain")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="fine-tune from a validated JSON config")
+    t.add_argument("--config", required=True, help="validated config as JSON")
+    t.add_argument("--out", required=True)
+    t.add_argument("--data", help="dataset root (overrides the config)")
+    t.add_argument("--resume", action="store_true")
+
+    e = sub.add_parser("export", help="weights -> FP32 ONNX")
+    e.add_argument("--weights", required=True)
+    e.add_argument("--arch", required=True)
+    e.add_argument("--class-num", type=int, required=True)
+    e.add_argument("--out", required=True, help="path of the .onnx file")
+    e.add_argument("--allow-head-reinit", action="store_true")
+
+    q = sub.add_parser("quantize", help="FP32 ONNX -> INT8 ONNX (static, calibrated)")
+    q.add_argument("--onnx", required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--calibration", required=True, help="JSON list of image paths")
+    q.add_argument("--image-size", type=int, required=True)
+    q.add_argument("--resize-short", type=int, required=True)
+    q.add_argument("--mean", required=True)
+    q.add_argument("--std", required=True)
+    q.add_argument("--count", type=int, default=200)
+
+    r = sub.add_parser("logits", help="run the Paddle model on a .npy input and save logits (parity tests)")
+    r.add_argument("--weights", required=True)
+    r.add_argument("--arch", required=True)
+    r.add_argument("--class-num", type=int, required=True)
+    r.add_argument("--input", required=True)
+    r.add_argument("--out", required=True)
+
+    g = sub.add_parser("init", help="write freshly initialised weights as a PaddleClas-style .pdparams")
+    g.add_argument("--arch", required=True)
+    g.add_argument("--class-num", type=int, required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", required=True)
+
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        from .train import run
+        with open(args.config) as fh:
+            cfg = json.load(fh)
+        return run(cfg, args.out, args.data, args.resume)
+    if args.command == "export":
+        from .export import export_onnx
+        print(json.dumps(export_onnx(args.weights, args.arch, args.class_num, args.out, args.allow_head_reinit)))
+        return 0
+    if args.command == "quantize":
+        from .quantize import quantize_int8
+        with open(args.calibration) as fh:
+            paths = json.load(fh)
+        print(json.dumps(quantize_int8(args.onnx, args.out, paths, args.image_size, args.resize_short,
+                                       json.loads(args.mean), json.loads(args.std), args.count)))
+        return 0
+    if args.command == "logits":
+        from .export import paddle_logits
+        paddle_logits(args.weights, args.arch, args.class_num, args.input, args.out)
+        return 0
+    if args.command == "init":
+        from .export import write_initial_weights
+        write_initial_weights(args.arch, args.class_num, args.seed, args.out)
+        return 0
+    return 2
+
+
+EXIT_USAGE = 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (ValueError, FileNotFoundError) as err:
+        # Expected failures (bad weights, bad data) get one clear message, not a traceback.
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)

@@ -1,0 +1,226 @@
+"""Supervised fine-tuning of a ResNet_vd classifier (PaddleClas recipe: Momentum, cosine LR with
+linear warmup, L2 decay, label smoothing, per-stage LR multipliers, random-resized crop + flip).
+
+The config arrives already validated by src/training/config.ts; this module trusts its shape.
+Checkpoints are written every epoch and on Ctrl-C, so a long CPU run can stop and resume.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from . import data as D
+from .progress import Progress
+from .resnet_vd import build
+from .weights import load_pretrained
+
+EXIT_INTERRUPTED = 130
+
+
+def smoothed_cross_entropy(logits, labels, epsilon: float):
+    num_classes = logits.shape[-1]
+    target = F.one_hot(labels, num_classes) * (1.0 - epsilon) + epsilon / num_classes
+    return -(target * F.log_softmax(logits, axis=-1)).sum(axis=-1).mean()
+
+
+def make_optimizer(cfg: dict, model, steps_per_epoch: int, epochs: int):
+    lr_cfg = cfg["lr"]
+    total = max(1, steps_per_epoch * epochs)
+    warmup = int(lr_cfg.get("warmup_epoch", 0) * steps_per_epoch)
+    schedule = paddle.optimizer.lr.CosineAnnealingDecay(lr_cfg["learning_rate"], T_max=max(1, total - warmup))
+    if warmup > 0:
+        schedule = paddle.optimizer.lr.LinearWarmup(schedule, warmup, lr_cfg.get("warmup_start_lr", 0.0),
+                                                    lr_cfg["learning_rate"])
+    reg = cfg.get("regularizer")
+    decay = paddle.regularizer.L2Decay(reg["coeff"]) if reg else None
+    opt = paddle.optimizer.Momentum(learning_rate=schedule, momentum=cfg.get("momentum", 0.9),
+                                    parameters=model.parameters(), weight_decay=decay)
+    return opt, schedule
+
+
+def batches(samples, batch_size: int, shuffle: bool, rng: random.Random, drop_last: bool):
+    order = list(range(len(samples)))
+    if shuffle:
+        rng.shuffle(order)
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        if drop_last and len(idx) < batch_size:
+            return
+        yield [samples[j] for j in idx]
+
+
+def evaluate(model, tensors: np.ndarray, labels: np.ndarray, batch_size: int) -> dict:
+    model.eval()
+    correct, n = 0, len(labels)
+    with paddle.no_grad():
+        for i in range(0, n, batch_size):
+            logits = model(paddle.to_tensor(tensors[i:i + batch_size]))
+            correct += int((logits.argmax(axis=-1).numpy() == labels[i:i + batch_size]).sum())
+    model.train()
+    return {"top1": correct / n if n else 0.0, "n": n}
+
+
+class Checkpointer:
+    def __init__(self, out_dir: str):
+        self.dir = os.path.join(out_dir, "checkpoints")
+        os.makedirs(self.dir, exist_ok=True)
+
+    def save(self, model, opt, state: dict):
+        # Write then rename, so a kill during the save never leaves a half checkpoint as "latest".
+        for suffix, obj in ((".pdparams", model.state_dict()), (".pdopt", opt.state_dict())):
+            tmp = os.path.join(self.dir, "latest" + suffix + ".tmp")
+            paddle.save(obj, tmp)
+            os.replace(tmp, os.path.join(self.dir, "latest" + suffix))
+        with open(os.path.join(self.dir, "latest.json.tmp"), "w") as fh:
+            json.dump(state, fh)
+        os.replace(os.path.join(self.dir, "latest.json.tmp"), os.path.join(self.dir, "latest.json"))
+
+    def load(self, model, opt) -> dict | None:
+        meta = os.path.join(self.dir, "latest.json")
+        if not os.path.exists(meta):
+            return None
+        model.set_state_dict(paddle.load(os.path.join(self.dir, "latest.pdparams")))
+        opt.set_state_dict(paddle.load(os.path.join(self.dir, "latest.pdopt")))
+        with open(meta) as fh:
+            return json.load(fh)
+
+
+def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
+    g = cfg["Global"]
+    seed = g.get("seed", 42)
+    random.seed(seed); np.random.seed(seed); paddle.seed(seed)
+    rng = random.Random(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    log = open(os.path.join(out_dir, "train.log.jsonl"), "a", buffering=1)
+
+    def emit(event: str, **fields):
+        log.write(json.dumps({"event": event, "time": time.time(), **fields}) + "\n")
+
+    size, short, mean, std = g["image_size"], g["resize_short"], g["mean"], g["std"]
+    train_cfg, eval_cfg = cfg["DataLoader"]["Train"], cfg["DataLoader"].get("Eval")
+    train_set = D.read_dataset(train_cfg["dataset"], data_root)
+    classes = train_set.classes
+    class_index = {c: i for i, c in enumerate(classes)}
+    skipped: list[dict] = []
+    # Keep train images a little larger than the crop so random-resized crops keep detail.
+    train_cache = D.DecodedCache(max_short=size * 2)
+    train_samples = train_cache.load(train_set.samples, skipped)
+    eval_tensors = eval_labels = None
+    eval_count = 0
+    if eval_cfg:
+        eval_set = D.read_dataset(eval_cfg["dataset"], data_root)
+        unknown = sorted({s.label for s in eval_set.samples} - set(classes))
+        if unknown:
+            raise ValueError(f"eval classes not in the training classes: {', '.join(unknown)}")
+        eval_cache = D.DecodedCache(max_short=None)
+        kept = eval_cache.load(eval_set.samples, skipped)
+        eval_tensors = np.stack([D.to_chw(D.center_crop(D.resize_short(eval_cache.images[s.path], short), size),
+                                          mean, std) for s in kept]) if kept else np.zeros((0, 3, size, size), np.float32)
+        eval_labels = np.array([class_index[s.label] for s in kept], dtype=np.int64)
+        eval_count = len(kept)
+    if not train_samples:
+        raise ValueError("no readable training images")
+    emit("data", train=len(train_samples), eval=eval_count, classes=len(classes), skipped=skipped)
+
+    arch = cfg["Arch"]
+    model = build(arch["name"], class_num=len(classes), lr_mult_list=arch.get("lr_mult_list", [1.0] * 5))
+    if arch.get("pretrained"):
+        report = load_pretrained(model, arch["pretrained"])
+        print(report.describe(), file=sys.stderr)
+        emit("pretrained", **report.as_dict())
+
+    bs = train_cfg["batch_size"]
+    drop_last = len(train_samples) >= bs
+    steps = len(train_samples) // bs if drop_last else 1
+    epochs = g["epochs"]
+    opt, schedule = make_optimizer(cfg["Optimizer"], model, steps, epochs)
+    ckpt = Checkpointer(out_dir)
+    start_epoch, history = 0, []
+    if resume:
+        state = ckpt.load(model, opt)
+        if state:
+            start_epoch, history = state["epoch"], state["history"]
+            rng.setstate(tuple(state["rng"][0:1]) + (tuple(state["rng"][1]),) + tuple(state["rng"][2:]))
+            print(f"resumed from epoch {start_epoch}", file=sys.stderr)
+            emit("resume", epoch=start_epoch)
+
+    stop = {"requested": False}
+
+    def on_sigint(_sig, _frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\ninterrupt: saving a checkpoint after this batch (Ctrl-C again to abort)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigint)
+
+    loss_cfg = cfg["Loss"]["Train"][0]["CELoss"]
+    tcfg = train_cfg.get("transforms", {})
+    crop_cfg = tcfg.get("random_resized_crop", {})
+    scale, ratio = crop_cfg.get("scale", [0.08, 1.0]), crop_cfg.get("ratio", [3 / 4, 4 / 3])
+    flip = tcfg.get("horizontal_flip", True)
+    progress = Progress(total_epochs=epochs, steps_per_epoch=steps, start_epoch=start_epoch)
+    model.train()
+
+    def state_for(epoch_done: int) -> dict:
+        s = rng.getstate()
+        return {"epoch": epoch_done, "history": history, "rng": [s[0], list(s[1]), s[2]], "classes": classes}
+
+    for epoch in range(start_epoch, epochs):
+        seen = correct = 0
+        loss_sum = 0.0
+        for step, batch in enumerate(batches(train_samples, bs, True, rng, drop_last)):
+            imgs = []
+            for s in batch:
+                im = D.random_resized_crop(train_cache.images[s.path], size, scale, ratio, rng)
+                if flip and rng.random() < 0.5:
+                    im = im.transpose(D.Image.FLIP_LEFT_RIGHT)
+                imgs.append(D.to_chw(im, mean, std))
+            x = paddle.to_tensor(np.stack(imgs))
+            y = paddle.to_tensor(np.array([class_index[s.label] for s in batch], dtype=np.int64))
+            logits = model(x)
+            loss = smoothed_cross_entropy(logits, y, loss_cfg.get("epsilon", 0.0)) * loss_cfg.get("weight", 1.0)
+            loss.backward()
+            opt.step(); opt.clear_grad(); schedule.step()
+            n = len(batch)
+            seen += n
+            loss_sum += float(loss) * n
+            correct += int((logits.argmax(axis=-1).numpy() == y.numpy()).sum())
+            progress.update(epoch, step + 1, loss_sum / seen, correct / seen, opt.get_lr())
+            if stop["requested"]:
+                # The epoch is incomplete: keep the last finished epoch as the resume point.
+                ckpt.save(model, opt, state_for(epoch))
+                emit("interrupted", epoch=epoch, step=step + 1)
+                print(f"checkpoint saved in {ckpt.dir}; resume with --resume", file=sys.stderr)
+                return EXIT_INTERRUPTED
+        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
+                  "lr": opt.get_lr()}
+        if eval_tensors is not None and ((epoch + 1) % g.get("eval_interval", 1) == 0 or epoch + 1 == epochs):
+            record["val_top1"] = evaluate(model, eval_tensors, eval_labels, eval_cfg.get("batch_size", 64))["top1"]
+        history.append(record)
+        emit("epoch", **record)
+        progress.epoch_done(record)
+        ckpt.save(model, opt, state_for(epoch + 1))
+
+    paddle.save(model.state_dict(), os.path.join(out_dir, "final.pdparams"))
+    summary = {
+        "arch": arch["name"], "classes": classes,
+        "trade_relevant": {c: train_set.trade_relevant.get(c) for c in classes},
+        "image_size": size, "resize_short": short, "mean": mean, "std": std,
+        "epochs": epochs, "history": history, "skipped": skipped,
+        "train_images": len(train_samples), "eval_images": eval_count,
+        "calibration": [s.path for s in train_samples],
+    }
+    with open(os.path.join(out_dir, "training.json"), "w") as fh:
+        json.dump(summary, fh, indent=1)
+    emit("done", final=history[-1] if history else None)
+    return 0

@@ -10,6 +10,21 @@ export const ERROR_CATALOGUE = {
   IMAGE_UNSUPPORTED_FORMAT: { status: 415, retriable: false, message: 'The bytes are not an image in a supported format (JPEG, PNG, WebP, GIF, TIFF).' },
   IMAGE_CORRUPT: { status: 422, retriable: false, message: 'The image could not be decoded: it is truncated or corrupt.' },
   IMAGE_TOO_SMALL: { status: 422, retriable: false, message: 'The image is too small to classify.' },
+  // Remote images (the SSRF-guarded fetcher)
+  URL_INVALID: { status: 400, retriable: false, message: 'The image URL is not a valid absolute URL.' },
+  URL_SCHEME_NOT_ALLOWED: { status: 400, retriable: false, message: 'Only http and https image URLs are accepted.' },
+  URL_HOST_FORBIDDEN: { status: 403, retriable: false, message: 'The image URL points to a loopback, private, link-local or metadata address.' },
+  FETCH_DNS_FAILED: { status: 502, retriable: true, message: "The image URL's host name could not be resolved." },
+  FETCH_TIMEOUT: { status: 504, retriable: true, message: 'Fetching the image timed out.' },
+  FETCH_FAILED: { status: 502, retriable: true, message: 'Fetching the image failed.' },
+  FETCH_HTTP_STATUS: { status: 502, retriable: false, message: 'The image host answered with an error status.' },
+  FETCH_TOO_LARGE: { status: 413, retriable: false, message: 'The remote image is larger than the byte limit.' },
+  FETCH_TOO_MANY_REDIRECTS: { status: 502, retriable: false, message: 'The image URL redirected too many times.' },
+  FETCH_NOT_IMAGE: { status: 415, retriable: false, message: 'The URL did not return image bytes.' },
+  // Batching and capacity
+  QUEUE_FULL: { status: 503, retriable: true, message: 'The screening queue is full; retry after the indicated delay.' },
+  DEADLINE_EXCEEDED: { status: 504, retriable: true, message: "The request's deadline passed before it could be screened." },
+  SHUTTING_DOWN: { status: 503, retriable: true, message: 'The service is shutting down.' },
   // Models
   MODEL_MANIFEST_INVALID: { status: 500, retriable: false, message: 'A model directory has an invalid model.json.' },
   MODEL_FILE_MISSING: { status: 500, retriable: false, message: 'A model directory lacks model.onnx or model.json.' },

@@ -25,6 +25,18 @@ export const ERROR_CATALOGUE = {
   QUEUE_FULL: { status: 503, retriable: true, message: 'The screening queue is full; retry after the indicated delay.' },
   DEADLINE_EXCEEDED: { status: 504, retriable: true, message: "The request's deadline passed before it could be screened." },
   SHUTTING_DOWN: { status: 503, retriable: true, message: 'The service is shutting down.' },
+  // HTTP requests
+  REQUEST_MISSING_IMAGE: { status: 400, retriable: false, message: 'No image in the request: send multipart field "image", a raw image/* body, or JSON {"url"} / {"imageBase64"}.' },
+  REQUEST_INVALID_JSON: { status: 400, retriable: false, message: 'The request body is not valid JSON of the documented shape.' },
+  REQUEST_MALFORMED_MULTIPART: { status: 400, retriable: false, message: 'The multipart body is malformed.' },
+  REQUEST_UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false, message: 'Unsupported Content-Type: use multipart/form-data, image/*, or application/json.' },
+  REQUEST_BODY_TOO_LARGE: { status: 413, retriable: false, message: 'The request body is larger than the limit.' },
+  BATCH_TOO_LARGE: { status: 413, retriable: false, message: 'Too many images in one batch request.' },
+  BATCH_EMPTY: { status: 400, retriable: false, message: 'The batch request holds no images.' },
+  UNAUTHORIZED: { status: 401, retriable: false, message: 'A valid API key is required (Authorization: Bearer <key> or X-API-Key).' },
+  NOT_FOUND: { status: 404, retriable: false, message: 'No such route.' },
+  RELOAD_FAILED: { status: 500, retriable: true, message: 'The model reload failed; the previous models keep serving.' },
+  INTERNAL: { status: 500, retriable: true, message: 'Internal error.' },
   // Models
   MODEL_MANIFEST_INVALID: { status: 500, retriable: false, message: 'A model directory has an invalid model.json.' },
   MODEL_FILE_MISSING: { status: 500, retriable: false, message: 'A model directory lacks model.onnx or model.json.' },

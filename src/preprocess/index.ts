@@ -46,13 +46,33 @@ export interface PreparedImage {
   source: SourceInfo;
 }
 
+/**
+ * Magic-byte sniff, before any decoder runs: libvips would happily decode SVG, HEIF, PDF, PPM and
+ * more, and each extra decoder reachable from untrusted bytes is attack surface. It also lets a
+ * decoder failure on a recognised format be reported as corruption rather than "unsupported".
+ */
+function sniffFormat(b: Uint8Array): string | undefined {
+  const ascii = (start: number, text: string) => text.split('').every((ch, i) => b[start + i] === ch.charCodeAt(0));
+  if (b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
+  if (ascii(0, '\x89PNG\r\n\x1a\n')) return 'png';
+  if (ascii(0, 'GIF87a') || ascii(0, 'GIF89a')) return 'gif';
+  if (ascii(0, 'RIFF') && ascii(8, 'WEBP')) return 'webp';
+  // Classic TIFF (42) and BigTIFF (43), either byte order.
+  if ((ascii(0, 'II') && (b[2] === 42 || b[2] === 43) && b[3] === 0) || (ascii(0, 'MM') && b[2] === 0 && (b[3] === 42 || b[3] === 43))) return 'tiff';
+  return undefined;
+}
+
+/** Only called once the magic bytes matched a supported format, so any decoder failure is corruption. */
 function classifySharpError(err: unknown): ScreeningError {
   const message = (err as Error)?.message ?? String(err);
   if (/pixel limit/i.test(message)) return new ScreeningError('IMAGE_TOO_MANY_PIXELS', undefined, { cause: err });
-  if (/unsupported image format|bad seek|not a known file format/i.test(message)) {
-    return new ScreeningError('IMAGE_UNSUPPORTED_FORMAT', undefined, { cause: err });
-  }
   return new ScreeningError('IMAGE_CORRUPT', message.split('\n')[0], { cause: err });
+}
+
+/** Python's round() (ties to even), which the training transform uses for the resized size. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /** Decodes, orients, flattens and crops one image to the model's geometry. */
@@ -61,6 +81,8 @@ export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, l
   if (bytes.length > limits.maxBytes) {
     throw new ScreeningError('IMAGE_TOO_LARGE', `${bytes.length} bytes, limit ${limits.maxBytes}.`);
   }
+  const sniffed = sniffFormat(bytes);
+  if (!sniffed) throw new ScreeningError('IMAGE_UNSUPPORTED_FORMAT');
   const options = { limitInputPixels: limits.maxPixels, failOn: 'error' as const, pages: 1 };
   let meta: Metadata;
   try {
@@ -68,7 +90,7 @@ export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, l
   } catch (err) {
     throw classifySharpError(err);
   }
-  if (!meta.format || !SUPPORTED_FORMATS.has(meta.format)) {
+  if (!meta.format || meta.format !== sniffed || !SUPPORTED_FORMATS.has(meta.format)) {
     throw new ScreeningError('IMAGE_UNSUPPORTED_FORMAT', meta.format ? `Got ${meta.format}.` : undefined);
   }
   const rawWidth = meta.width ?? 0;
@@ -84,11 +106,15 @@ export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, l
     throw new ScreeningError('IMAGE_TOO_SMALL', `${width}×${height}, minimum side ${limits.minSide}.`);
   }
   const scale = geometry.resizeShort / Math.min(width, height);
-  const resizedWidth = Math.max(geometry.size, Math.round(width * scale));
-  const resizedHeight = Math.max(geometry.size, Math.round(height * scale));
+  const resizedWidth = Math.max(geometry.size, roundHalfEven(width * scale));
+  const resizedHeight = Math.max(geometry.size, roundHalfEven(height * scale));
   try {
+    // An sRGB 8-bit pipeline: otherwise 16-bit input with an embedded profile is only converted to
+    // P3 and its P3 values then read as sRGB, and the resize runs on 16-bit values that are
+    // truncated (not rounded) to 8 bits afterwards. Training (PIL) also resizes 8-bit RGB.
     const { data, info } = await sharp(bytes, options)
-      .rotate()
+      .pipelineColourspace('srgb')
+      .autoOrient()
       .flatten({ background: '#ffffff' })
       .resize(resizedWidth, resizedHeight, { fit: 'fill', kernel: 'linear' })
       .extract({
@@ -117,6 +143,8 @@ export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, l
 export function writeTensor(rgb: Buffer, spec: TensorSpec, out: Float32Array, offset = 0): void {
   const plane = spec.size * spec.size;
   if (rgb.length !== plane * 3) throw new RangeError(`expected ${plane * 3} bytes of RGB, got ${rgb.length}`);
+  if (spec.mean.length !== 3 || spec.std.length !== 3) throw new RangeError('mean and std need one value per RGB channel');
+  if (!Number.isInteger(offset) || offset < 0) throw new RangeError(`offset must be a non-negative integer, got ${offset}`);
   if (out.length < offset + plane * 3) throw new RangeError('output buffer too small');
   for (let c = 0; c < 3; c++) {
     const scale = 1 / (255 * spec.std[c]!);

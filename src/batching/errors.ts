@@ -1,0 +1,26 @@
+import { ScreeningError } from '../errors.js';
+
+/** QUEUE_FULL with the hint an HTTP layer needs for a Retry-After header. */
+export class QueueFullError extends ScreeningError {
+  readonly retryAfterSeconds: number;
+
+  constructor(retryAfterSeconds: number, details: string) {
+    super('QUEUE_FULL', details);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** Keeps ScreeningErrors from execute intact so their codes reach the client unchanged. */
+export function asScreeningError(err: unknown): ScreeningError {
+  if (err instanceof ScreeningError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new ScreeningError('INFERENCE_FAILED', message, { cause: err });
+}
+
+/**
+ * Cancellation is reported as DEADLINE_EXCEEDED so every batcher failure stays inside the error
+ * catalogue; the abort reason is kept as `cause` for callers that need to tell the two apart.
+ */
+export function cancelledError(signal: AbortSignal): ScreeningError {
+  return new ScreeningError('DEADLINE_EXCEEDED', 'The request was cancelled while queued.', { cause: signal.reason });
+}

@@ -1,0 +1,131 @@
+/**
+ * Service configuration: configs/default.yaml (or CONFIG_FILE), then environment overrides,
+ * validated once at start-up against a schema with additionalProperties: false. Every problem is
+ * listed in one error; the result is deeply frozen.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'configs', 'default.yaml');
+
+export interface ServiceConfig {
+  server: { host: string; port: number; bodyLimitBytes: number; batchLimit: number; requestTimeoutMs: number; shutdownGraceMs: number; trustProxy: boolean };
+  auth: { apiKeys: string[] };
+  models: { directories: string[]; executionProvider: 'cpu' | 'cuda' | 'tensorrt'; intraOpThreads: number; graphOptimization: 'disabled' | 'basic' | 'extended' | 'all'; thresholds: Record<string, Record<string, number>> };
+  images: { maxBytes: number; maxPixels: number; minSide: number };
+  fetch: { timeoutMs: number; maxBytes: number; maxRedirects: number; allowlist: string[] };
+  batching: { enabled: boolean; maxBatchSize: number; preferredBatchSizes: number[]; maxQueueDelayMs: number; maxQueueSize: number; defaultTimeoutMs: number };
+  cache: { maxEntries: number; ttlSeconds: number };
+  response: { topK: number };
+  logging: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+  /** From NODE_ENV; production refuses to start without API keys. */
+  production: boolean;
+}
+
+const posInt = { type: 'integer', minimum: 1 };
+const section = (required: string[], properties: Record<string, unknown>) => ({ type: 'object', additionalProperties: false, required, properties });
+
+const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'response', 'logging', 'production'], {
+  server: section(['host', 'port', 'bodyLimitBytes', 'batchLimit', 'requestTimeoutMs', 'shutdownGraceMs', 'trustProxy'], {
+    host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
+    bodyLimitBytes: posInt, batchLimit: { type: 'integer', minimum: 1, maximum: 256 }, requestTimeoutMs: posInt,
+    shutdownGraceMs: { type: 'integer', minimum: 0 }, trustProxy: { type: 'boolean' },
+  }),
+  auth: section(['apiKeys'], { apiKeys: { type: 'array', items: { type: 'string', minLength: 16 } } }),
+  models: section(['directories', 'executionProvider', 'intraOpThreads', 'graphOptimization', 'thresholds'], {
+    directories: { type: 'array', items: { type: 'string', minLength: 1 } },
+    executionProvider: { enum: ['cpu', 'cuda', 'tensorrt'] },
+    intraOpThreads: { type: 'integer', minimum: 0, maximum: 256 },
+    graphOptimization: { enum: ['disabled', 'basic', 'extended', 'all'] },
+    thresholds: { type: 'object', additionalProperties: { type: 'object', additionalProperties: { type: 'number', minimum: 0, maximum: 1 } } },
+  }),
+  images: section(['maxBytes', 'maxPixels', 'minSide'], { maxBytes: posInt, maxPixels: posInt, minSide: posInt }),
+  fetch: section(['timeoutMs', 'maxBytes', 'maxRedirects', 'allowlist'], {
+    timeoutMs: posInt, maxBytes: posInt, maxRedirects: { type: 'integer', minimum: 0, maximum: 10 },
+    allowlist: { type: 'array', items: { type: 'string', minLength: 1 } },
+  }),
+  batching: section(['enabled', 'maxBatchSize', 'preferredBatchSizes', 'maxQueueDelayMs', 'maxQueueSize', 'defaultTimeoutMs'], {
+    enabled: { type: 'boolean' }, maxBatchSize: { type: 'integer', minimum: 1, maximum: 256 },
+    preferredBatchSizes: { type: 'array', items: posInt }, maxQueueDelayMs: { type: 'integer', minimum: 0 },
+    maxQueueSize: posInt, defaultTimeoutMs: posInt,
+  }),
+  cache: section(['maxEntries', 'ttlSeconds'], { maxEntries: { type: 'integer', minimum: 0 }, ttlSeconds: posInt }),
+  response: section(['topK'], { topK: { type: 'integer', minimum: 1, maximum: 100 } }),
+  logging: section(['level'], { level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } }),
+  production: { type: 'boolean' },
+});
+
+const validate = new Ajv({ allErrors: true, strict: false }).compile(SCHEMA);
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[], source: string) {
+    super(`invalid configuration (${source}), ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function describe(e: ErrorObject): string {
+  const where = e.instancePath ? e.instancePath.slice(1).replaceAll('/', '.') : '(top level)';
+  if (e.keyword === 'additionalProperties') return `${where}: unknown key "${String(e.params.additionalProperty)}"`;
+  if (e.keyword === 'required') return `${where}: missing key "${String(e.params.missingProperty)}"`;
+  if (e.keyword === 'enum') return `${where}: must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`;
+  return `${where}: ${e.message ?? 'is invalid'}`;
+}
+
+const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+const number = (v: string) => (/^-?\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : v);
+
+/** Environment variable → config path and parser. Values that fail to parse are left for the schema to report. */
+const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown]> = {
+  HOST: ['server', 'host', String],
+  PORT: ['server', 'port', number],
+  API_KEYS: ['auth', 'apiKeys', list],
+  MODEL_DIRS: ['models', 'directories', list],
+  EXECUTION_PROVIDER: ['models', 'executionProvider', String],
+  INTRA_OP_THREADS: ['models', 'intraOpThreads', number],
+  BATCHING: ['batching', 'enabled', (v) => (v === 'on' || v === 'true' ? true : v === 'off' || v === 'false' ? false : v)],
+  MAX_BATCH_SIZE: ['batching', 'maxBatchSize', number],
+  FETCH_ALLOWLIST: ['fetch', 'allowlist', list],
+  LOG_LEVEL: ['logging', 'level', String],
+};
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Record<string, Record<string, unknown>> = {}): Readonly<ServiceConfig> {
+  const file = env.CONFIG_FILE ? path.resolve(env.CONFIG_FILE) : DEFAULT_CONFIG_FILE;
+  let raw: Record<string, Record<string, unknown>>;
+  try {
+    raw = (parseYaml(readFileSync(file, 'utf8')) ?? {}) as Record<string, Record<string, unknown>>;
+  } catch (err) {
+    throw new ConfigError([`cannot read ${file}: ${(err as Error).message}`], file);
+  }
+  const config: Record<string, unknown> = structuredClone(raw);
+  for (const [name, [sec, key, parse]] of Object.entries(ENV_OVERRIDES)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    const target = (config[sec] ??= {}) as Record<string, unknown>;
+    target[key] = parse(value);
+  }
+  for (const [sec, values] of Object.entries(overrides)) config[sec] = { ...(config[sec] as object), ...values };
+  config.production = env.NODE_ENV === 'production';
+  const problems = validate(config) ? [] : [...new Set((validate.errors ?? []).map(describe))];
+  if (problems.length === 0) {
+    const c = config as unknown as ServiceConfig;
+    if (c.production && c.auth.apiKeys.length === 0) problems.push('auth.apiKeys: NODE_ENV=production requires API keys (set API_KEYS)');
+    for (const size of c.batching.preferredBatchSizes) {
+      if (size > c.batching.maxBatchSize) problems.push(`batching.preferredBatchSizes: ${size} exceeds maxBatchSize ${c.batching.maxBatchSize}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems, `${path.relative(process.cwd(), file) || file} + environment`);
+  return deepFreeze(config as unknown as ServiceConfig);
+}

@@ -1,0 +1,80 @@
+/**
+ * Prometheus metrics, fed only by events the service and the transports emit: business code never
+ * touches prom-client. One registry per service instance, so tests can run several.
+ */
+import client from 'prom-client';
+import type { ScreeningService } from './screening/service.js';
+
+export const METRIC_PREFIX = 'wildlife_';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export interface HttpObservation { route: string; method: string; status: number; seconds: number }
+
+export interface Metrics {
+  registry: client.Registry;
+  observeHttp(o: HttpObservation): void;
+  /** Transports report failures that never reached the screening service (bad requests, auth). */
+  countError(code: string, source: string): void;
+}
+
+export function createMetrics(service: ScreeningService): Metrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  const m = (name: string) => `${METRIC_PREFIX}${name}`;
+
+  const http = new client.Histogram({ name: m('http_request_duration_seconds'), help: 'HTTP request duration by route, method and status.', labelNames: ['route', 'method', 'status'], buckets: LATENCY_BUCKETS, registers: [registry] });
+  const stage = new client.Histogram({ name: m('screening_stage_duration_seconds'), help: 'Time per screening stage: fetch, preprocess, queue (wait for a batch), inference, total.', labelNames: ['stage', 'source'], buckets: LATENCY_BUCKETS, registers: [registry] });
+  const batchSize = new client.Histogram({ name: m('batch_size'), help: 'Images per inference batch.', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64], registers: [registry] });
+  const batchSeconds = new client.Histogram({ name: m('batch_inference_duration_seconds'), help: 'ONNX Runtime time per batch.', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [registry] });
+  const screened = new client.Counter({ name: m('images_screened_total'), help: 'Images screened, by source and outcome.', labelNames: ['source', 'flagged'], registers: [registry] });
+  const flagged = new client.Counter({ name: m('images_flagged_total'), help: 'Flag reasons, by source, classifier and label.', labelNames: ['source', 'classifier', 'label'], registers: [registry] });
+  const errors = new client.Counter({ name: m('errors_total'), help: 'Failed requests by error code and source.', labelNames: ['code', 'source'], registers: [registry] });
+  const cache = new client.Counter({ name: m('cache_requests_total'), help: 'Dedupe cache look-ups by result.', labelNames: ['result'], registers: [registry] });
+  const modelInfo = new client.Gauge({ name: m('model_info'), help: 'Models being served (value 1), by name, version and generation.', labelNames: ['name', 'version', 'generation'], registers: [registry] });
+  const reloadFailures = new client.Counter({ name: m('model_reload_failures_total'), help: 'Failed model reloads.', registers: [registry] });
+  new client.Gauge({
+    name: m('queue_depth'), help: 'Requests waiting for a batch, by lane.', labelNames: ['lane'], registers: [registry],
+    collect() {
+      if (!service.ready()) return;
+      const depth = service.queueDepth();
+      this.set({ lane: 'interactive' }, depth.interactive);
+      this.set({ lane: 'bulk' }, depth.bulk);
+    },
+  });
+
+  service.on('screened', ({ source, result }) => {
+    screened.inc({ source, flagged: String(result.flagged) });
+    for (const r of result.reasons) flagged.inc({ source, classifier: r.classifier, label: r.label });
+    const t = result.timings;
+    // A cache hit still fetched the URL; it skipped only the model stages.
+    if (t.fetchMs > 0) stage.observe({ stage: 'fetch', source }, t.fetchMs / 1000);
+    if (!result.cached) {
+      stage.observe({ stage: 'preprocess', source }, t.preprocessMs / 1000);
+      stage.observe({ stage: 'queue', source }, t.queueMs / 1000);
+      stage.observe({ stage: 'inference', source }, t.inferenceMs / 1000);
+    }
+    stage.observe({ stage: 'total', source }, result.timings.totalMs / 1000);
+  });
+  service.on('failed', ({ source, code }) => errors.inc({ code, source }));
+  service.on('cache', ({ hit }) => cache.inc({ result: hit ? 'hit' : 'miss' }));
+  service.on('batch', (e) => {
+    batchSize.observe({ model: e.model }, e.size);
+    batchSeconds.observe({ model: e.model }, e.executeMs / 1000);
+  });
+  const showModels = (id: number, models: Array<{ name: string; version: string }>) => {
+    modelInfo.reset();
+    for (const model of models) modelInfo.set({ name: model.name, version: model.version, generation: String(id) }, 1);
+  };
+  service.on('models', ({ id, models }) => showModels(id, models));
+  // The first generation loaded before these metrics existed.
+  const loaded = service.models();
+  if (loaded.length) showModels(loaded[0]!.generation, loaded);
+  service.on('reloadFailed', () => reloadFailures.inc());
+
+  return {
+    registry,
+    observeHttp: (o) => http.observe({ route: o.route, method: o.method, status: String(o.status) }, o.seconds),
+    countError: (code, source) => errors.inc({ code, source }),
+  };
+}

@@ -1,0 +1,239 @@
+/**
+ * The screening pipeline: bytes (or a URL) → preprocessing → the model generation's batchers →
+ * policy → one result. Transport-free: HTTP, Kafka and the CLI all call screen(). Components emit
+ * named events; metrics and logs subscribe to them, so none of that leaks in here.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { createBatcher, type Batcher, type BatchEvent, type Lane } from '../batching/index.js';
+import type { ServiceConfig } from '../config.js';
+import { isScreeningError, ScreeningError, type ErrorCode } from '../errors.js';
+import type { Classifier } from '../model/engine.js';
+import { createModelRegistry, type ModelRegistry, type RegistryEvents } from '../model/registry.js';
+import { decide, type FlagReason } from '../policy/index.js';
+import { prepareImage, tensorSpecOf, writeTensor, type PreparedImage, type SourceInfo } from '../preprocess/index.js';
+import { createFetcher, type Fetcher } from '../transport/fetcher.js';
+
+export type Source = 'http' | 'kafka' | 'cli' | 'bench';
+
+export interface ScreenRequest {
+  bytes?: Uint8Array;
+  url?: string;
+  source: Source;
+  lane?: Lane;
+  timeoutMs?: number;
+  requestId?: string;
+}
+
+export interface LabelScore { label: string; score: number; trade_relevant: boolean }
+export interface ClassifierResult { name: string; version: string; top: LabelScore[] }
+
+export interface ScreenResult {
+  requestId: string;
+  sha256: string;
+  flagged: boolean;
+  reasons: FlagReason[];
+  classifiers: ClassifierResult[];
+  image: SourceInfo & { url?: string };
+  cached: boolean;
+  timings: { fetchMs: number; preprocessMs: number; queueMs: number; inferenceMs: number; totalMs: number };
+}
+
+export interface ScreeningEvents {
+  screened: { source: Source; result: ScreenResult };
+  failed: { source: Source; code: ErrorCode | 'INTERNAL'; error: Error };
+  cache: { hit: boolean };
+  batch: BatchEvent & { model: string };
+  models: RegistryEvents['generation'];
+  modelLoaded: RegistryEvents['loaded'];
+  reloadFailed: RegistryEvents['reloadFailed'];
+}
+
+interface BatchItem { tensor: Float32Array; enqueuedAt: number }
+interface BatchOutput { probabilities: Float32Array; startedAt: number; finishedAt: number }
+type Batchers = Map<Classifier, Batcher<BatchItem, BatchOutput>>;
+
+export interface ScreeningService {
+  screen(request: ScreenRequest): Promise<ScreenResult>;
+  models(): Array<{ name: string; version: string; architecture: string; precision: string; inputSize: number; labels: Classifier['manifest']['labels']; sha256: string; generation: number }>;
+  reload(): Promise<void>;
+  queueDepth(): { interactive: number; bulk: number };
+  ready(): boolean;
+  close(): Promise<void>;
+  on<K extends keyof ScreeningEvents>(event: K, listener: (e: ScreeningEvents[K]) => void): void;
+}
+
+type Cached = Omit<ScreenResult, 'requestId' | 'timings' | 'cached' | 'image'> & { image: SourceInfo };
+
+class Service extends EventEmitter implements ScreeningService {
+  private registry!: ModelRegistry<Batchers>;
+  private readonly fetcher: Fetcher;
+  private readonly cache: LRUCache<string, Cached> | null;
+  private closing = false;
+
+  constructor(private readonly config: Readonly<ServiceConfig>, private readonly modelsRoot: string) {
+    super();
+    this.fetcher = createFetcher({ timeoutMs: config.fetch.timeoutMs, maxBytes: config.fetch.maxBytes, maxRedirects: config.fetch.maxRedirects, allowlist: [...config.fetch.allowlist] });
+    this.cache = config.cache.maxEntries > 0 ? new LRUCache({ max: config.cache.maxEntries, ttl: config.cache.ttlSeconds * 1000 }) : null;
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.config;
+    this.registry = await createModelRegistry<Batchers>({
+      directories: cfg.models.directories,
+      modelsRoot: this.modelsRoot,
+      engine: { executionProvider: cfg.models.executionProvider, intraOpThreads: cfg.models.intraOpThreads, graphOptimization: cfg.models.graphOptimization },
+      attach: (classifiers) => new Map(classifiers.map((c) => [c, this.batcherFor(c)])),
+      detach: async (batchers) => {
+        await Promise.all([...batchers.values()].map((b) => b.drain()));
+      },
+    });
+    this.registry.on('generation', (e) => this.emit('models', e));
+    this.registry.on('loaded', (e) => this.emit('modelLoaded', e));
+    this.registry.on('reloadFailed', (e) => this.emit('reloadFailed', e));
+    this.emit('models', { id: this.registry.current().id, models: this.registry.current().classifiers.map((c) => ({ name: c.manifest.name, version: c.manifest.version })) });
+  }
+
+  private batcherFor(classifier: Classifier): Batcher<BatchItem, BatchOutput> {
+    const b = this.config.batching;
+    const batcher = createBatcher<BatchItem, BatchOutput>({
+      maxBatchSize: b.enabled ? b.maxBatchSize : 1,
+      preferredBatchSizes: b.enabled ? b.preferredBatchSizes : [1],
+      maxQueueDelayMs: b.enabled ? b.maxQueueDelayMs : 0,
+      maxQueueSize: b.maxQueueSize,
+      defaultTimeoutMs: b.defaultTimeoutMs,
+      execute: async (items) => {
+        const startedAt = performance.now();
+        const input = new Float32Array(items.length * classifier.inputLength);
+        items.forEach((item, i) => input.set(item.tensor, i * classifier.inputLength));
+        const outputs = await classifier.classify(input, items.length);
+        const finishedAt = performance.now();
+        return outputs.map((o) => ({ probabilities: o.probabilities, startedAt, finishedAt }));
+      },
+    });
+    batcher.on('batch', (e: BatchEvent) => this.emit('batch', { ...e, model: classifier.manifest.name }));
+    return batcher;
+  }
+
+  ready(): boolean {
+    return !this.closing && this.registry !== undefined;
+  }
+
+  queueDepth() {
+    const depth = { interactive: 0, bulk: 0 };
+    for (const b of this.registry.current().extra.values()) {
+      const s = b.stats();
+      depth.interactive += s.queuedByLane.interactive;
+      depth.bulk += s.queuedByLane.bulk;
+    }
+    return depth;
+  }
+
+  models() {
+    const g = this.registry.current();
+    return g.classifiers.map((c) => ({
+      name: c.manifest.name, version: c.manifest.version, architecture: c.manifest.architecture, precision: c.manifest.precision,
+      inputSize: c.manifest.input.size, labels: c.manifest.labels, sha256: c.manifest.sha256, generation: g.id,
+    }));
+  }
+
+  async reload(): Promise<void> {
+    await this.registry.reload();
+    this.cache?.clear();
+  }
+
+  async screen(request: ScreenRequest): Promise<ScreenResult> {
+    const started = performance.now();
+    const requestId = request.requestId ?? randomUUID();
+    try {
+      if (this.closing) throw new ScreeningError('SHUTTING_DOWN');
+      let bytes = request.bytes;
+      let fetchMs = 0;
+      if (!bytes) {
+        if (!request.url) throw new ScreeningError('IMAGE_EMPTY', 'Send image bytes or a URL.');
+        const t0 = performance.now();
+        bytes = (await this.fetcher.fetchImage(request.url)).bytes;
+        fetchMs = performance.now() - t0;
+      }
+      const result = await this.screenBytes(bytes, request, requestId, started, fetchMs);
+      this.emit('screened', { source: request.source, result });
+      return result;
+    } catch (err) {
+      const error = err as Error;
+      this.emit('failed', { source: request.source, code: isScreeningError(error) ? error.code : 'INTERNAL', error });
+      throw err;
+    }
+  }
+
+  private async screenBytes(bytes: Uint8Array, request: ScreenRequest, requestId: string, started: number, fetchMs: number): Promise<ScreenResult> {
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const lease = this.registry.acquire();
+    try {
+      const { classifiers, extra: batchers } = lease.generation;
+      // Keyed by content and model versions: a reposted photo costs no inference until a model changes.
+      const cacheKey = `${sha256}:${classifiers.map((c) => `${c.manifest.name}@${c.manifest.version}`).join(',')}`;
+      const hit = this.cache?.get(cacheKey);
+      if (this.cache) this.emit('cache', { hit: hit !== undefined });
+      const finish = (partial: Cached, cached: boolean, timings: Omit<ScreenResult['timings'], 'totalMs' | 'fetchMs'>): ScreenResult => ({
+        requestId, ...partial, image: { ...partial.image, ...(request.url ? { url: request.url } : {}) }, cached,
+        timings: { fetchMs, ...timings, totalMs: performance.now() - started },
+      });
+      if (hit) return finish(hit, true, { preprocessMs: 0, queueMs: 0, inferenceMs: 0 });
+
+      const t0 = performance.now();
+      // Classifiers with the same geometry share one decode; normalisation is per model.
+      const prepared = new Map<string, Promise<PreparedImage>>();
+      const limits = this.config.images;
+      const tensors = await Promise.all(classifiers.map(async (c) => {
+        const spec = tensorSpecOf(c.manifest);
+        const key = `${spec.size}/${spec.resizeShort}`;
+        if (!prepared.has(key)) prepared.set(key, prepareImage(bytes, spec, limits));
+        const image = await prepared.get(key)!;
+        const tensor = new Float32Array(c.inputLength);
+        writeTensor(image.rgb, spec, tensor);
+        return { tensor, source: image.source };
+      }));
+      const preprocessMs = performance.now() - t0;
+      const enqueuedAt = performance.now();
+      const outputs = await Promise.all(classifiers.map((c, i) => batchers.get(c)!.submit(
+        { tensor: tensors[i]!.tensor, enqueuedAt },
+        { lane: request.lane ?? 'interactive', timeoutMs: request.timeoutMs },
+      )));
+      const queueMs = Math.max(...outputs.map((o) => o.startedAt - enqueuedAt));
+      const inferenceMs = Math.max(...outputs.map((o) => o.finishedAt - o.startedAt));
+      const scores = classifiers.map((c, i) => ({ classifier: c.manifest.name, version: c.manifest.version, labels: c.manifest.labels, probabilities: outputs[i]!.probabilities }));
+      const decision = decide(scores, this.config.models.thresholds);
+      const partial: Cached = {
+        sha256,
+        flagged: decision.flagged,
+        reasons: decision.reasons,
+        classifiers: scores.map((s) => ({ name: s.classifier, version: s.version, top: topK(s.labels, s.probabilities, this.config.response.topK) })),
+        image: tensors[0]!.source,
+      };
+      this.cache?.set(cacheKey, partial);
+      return finish(partial, false, { preprocessMs, queueMs, inferenceMs });
+    } finally {
+      lease.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.registry?.close();
+  }
+}
+
+function topK(labels: Classifier['manifest']['labels'], probabilities: Float32Array, k: number): LabelScore[] {
+  return labels
+    .map((l, i) => ({ label: l.name, score: Number(probabilities[i]!.toFixed(6)), trade_relevant: l.trade_relevant }))
+    .sort((a, b) => b.score - a.score)
+    .slice(0, k);
+}
+
+export async function createScreeningService(config: Readonly<ServiceConfig>, modelsRoot = path.resolve('models')): Promise<ScreeningService> {
+  const service = new Service(config, modelsRoot);
+  await service.start();
+  return service;
+}

@@ -1,0 +1,247 @@
+/**
+ * The HTTP API (express 5 + helmet). Routes parse input into ScreenRequests and map results and
+ * ScreeningErrors to JSON; all screening logic lives in the screening service.
+ */
+import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
+import multer from 'multer';
+import type { Logger } from 'pino';
+import type { ServiceConfig } from '../../config.js';
+import { isScreeningError, ScreeningError, type ErrorCode } from '../../errors.js';
+import type { Metrics } from '../../metrics.js';
+import type { ScreeningService, ScreenRequest, ScreenResult } from '../../screening/service.js';
+import { OPENAPI_DOCUMENT } from './openapi.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+declare module 'express-serve-static-core' {
+  interface Request { id: string; started: number; routeName?: string }
+}
+
+export interface AppDeps {
+  service: ScreeningService;
+  config: Readonly<ServiceConfig>;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+function digest(key: string): Buffer {
+  return createHash('sha256').update(key).digest();
+}
+
+/** Compares digests, so neither the key's content nor its length leaks through timing. */
+function authenticator(keys: readonly string[]) {
+  const digests = keys.map(digest);
+  return (req: Request, _res: Response, next: NextFunction) => {
+    if (digests.length === 0) return next();
+    const header = req.get('authorization');
+    const presented = header?.startsWith('Bearer ') ? header.slice(7).trim() : req.get('x-api-key');
+    if (presented && digests.some((d) => timingSafeEqual(d, digest(presented)))) return next();
+    next(new ScreeningError('UNAUTHORIZED'));
+  };
+}
+
+function decodeBase64(value: unknown, field: string): Buffer {
+  if (typeof value !== 'string' || !BASE64.test(value.replace(/\s/g, ''))) {
+    throw new ScreeningError('REQUEST_INVALID_JSON', `"${field}" must be a base64 string.`);
+  }
+  return Buffer.from(value, 'base64');
+}
+
+/** One JSON item ({url} or {imageBase64}) → the input part of a ScreenRequest. */
+function jsonItem(body: unknown, where: string): Pick<ScreenRequest, 'url' | 'bytes'> {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ScreeningError('REQUEST_INVALID_JSON', `${where} must be an object.`);
+  const { url, imageBase64, ...rest } = body as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw new ScreeningError('REQUEST_INVALID_JSON', `${where} has unknown field(s): ${unknown.join(', ')}.`);
+  if ((url === undefined) === (imageBase64 === undefined)) throw new ScreeningError('REQUEST_MISSING_IMAGE', `${where} needs exactly one of "url" or "imageBase64".`);
+  if (url !== undefined) {
+    if (typeof url !== 'string' || url.length > 4096) throw new ScreeningError('URL_INVALID', `${where}.url must be a string of at most 4096 characters.`);
+    return { url };
+  }
+  return { bytes: decodeBase64(imageBase64, `${where}.imageBase64`) };
+}
+
+const MULTER_CODES: Record<string, ErrorCode> = {
+  LIMIT_FILE_SIZE: 'IMAGE_TOO_LARGE',
+  LIMIT_FILE_COUNT: 'BATCH_TOO_LARGE',
+  LIMIT_UNEXPECTED_FILE: 'REQUEST_MISSING_IMAGE',
+  LIMIT_PART_COUNT: 'REQUEST_MALFORMED_MULTIPART',
+  LIMIT_FIELD_COUNT: 'REQUEST_MALFORMED_MULTIPART',
+  LIMIT_FIELD_KEY: 'REQUEST_MALFORMED_MULTIPART',
+  LIMIT_FIELD_VALUE: 'REQUEST_MALFORMED_MULTIPART',
+};
+
+/** Maps body-parser, multer and JSON errors onto catalogue codes. */
+export function toScreeningError(err: unknown): ScreeningError {
+  if (isScreeningError(err)) return err;
+  const e = err as { type?: string; code?: string; status?: number; message?: string; field?: string };
+  if (e.type === 'entity.too.large') return new ScreeningError('REQUEST_BODY_TOO_LARGE', undefined, { cause: err });
+  if (e.type === 'entity.parse.failed') return new ScreeningError('REQUEST_INVALID_JSON', undefined, { cause: err });
+  if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return new ScreeningError('REQUEST_UNSUPPORTED_MEDIA_TYPE', undefined, { cause: err });
+  if (e.code && MULTER_CODES[e.code]) {
+    const detail = e.code === 'LIMIT_UNEXPECTED_FILE' ? `Unexpected file field "${e.field ?? ''}".` : undefined;
+    return new ScreeningError(MULTER_CODES[e.code]!, detail, { cause: err });
+  }
+  if (/multipart|boundary|part header|end of form/i.test(e.message ?? '')) return new ScreeningError('REQUEST_MALFORMED_MULTIPART', undefined, { cause: err });
+  if (e.status === 400) return new ScreeningError('REQUEST_INVALID_JSON', undefined, { cause: err });
+  return new ScreeningError('INTERNAL', undefined, { cause: err });
+}
+
+export function createApp({ service, config, metrics, logger }: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.server.trustProxy);
+  app.use(helmet());
+  app.use((req, res, next) => {
+    const given = req.get('x-request-id');
+    req.id = given && REQUEST_ID.test(given) ? given : randomUUID();
+    req.started = performance.now();
+    res.setHeader('x-request-id', req.id);
+    res.on('finish', () => {
+      const seconds = (performance.now() - req.started) / 1000;
+      const route = req.routeName ?? 'unmatched';
+      metrics.observeHttp({ route, method: req.method, status: res.statusCode, seconds });
+      logger.info({ requestId: req.id, method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+    });
+    next();
+  });
+  const route = (name: string) => (req: Request, _res: Response, next: NextFunction) => {
+    req.routeName = name;
+    next();
+  };
+
+  const auth = authenticator(config.auth.apiKeys);
+  const upload = multer({
+    storage: multer.memoryStorage(),
+    limits: { fileSize: config.images.maxBytes, files: config.server.batchLimit, fields: 20, parts: config.server.batchLimit + 20, fieldSize: 64 * 1024 },
+  });
+  const raw = express.raw({ type: 'image/*', limit: config.server.bodyLimitBytes });
+  const json = express.json({ limit: config.server.bodyLimitBytes, strict: true });
+
+  // Errors the screening service raised are already counted by it (its 'failed' event).
+  const countedByService = new WeakSet<object>();
+  const screen = (req: Request, input: Pick<ScreenRequest, 'url' | 'bytes'>, index?: number): Promise<ScreenResult> =>
+    service.screen({ ...input, source: 'http', lane: 'interactive', requestId: index === undefined ? req.id : `${req.id}/${index}` })
+      .catch((err: unknown) => {
+        if (err && typeof err === 'object') countedByService.add(err);
+        throw err;
+      });
+
+  app.get('/healthz', route('/healthz'), (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', route('/readyz'), (_req, res) => {
+    const ready = service.ready();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not-ready', models: ready ? service.models().map((m) => `${m.name}@${m.version}`) : [] });
+  });
+  app.get('/metrics', route('/metrics'), async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.get('/openapi.json', route('/openapi.json'), (_req, res) => {
+    res.json(OPENAPI_DOCUMENT);
+  });
+  app.get('/v1/models', route('/v1/models'), auth, (_req, res) => {
+    res.json({ models: service.models() });
+  });
+  app.post('/admin/reload', route('/admin/reload'), auth, async (_req, res) => {
+    try {
+      await service.reload();
+    } catch (cause) {
+      throw isScreeningError(cause) ? cause : new ScreeningError('RELOAD_FAILED', (cause as Error).message, { cause });
+    }
+    res.json({ models: service.models() });
+  });
+
+  app.post('/v1/screen', route('/v1/screen'), auth, async (req, res, next) => {
+    const type = req.get('content-type') ?? '';
+    if (type.startsWith('multipart/form-data')) {
+      return upload.single('image')(req, res, async (err?: unknown) => {
+        try {
+          if (err) throw err;
+          if (!req.file) throw new ScreeningError('REQUEST_MISSING_IMAGE');
+          res.json(await screen(req, { bytes: req.file.buffer }));
+        } catch (e) {
+          next(e);
+        }
+      });
+    }
+    if (type.startsWith('image/')) {
+      return raw(req, res, async (err?: unknown) => {
+        try {
+          if (err) throw err;
+          res.json(await screen(req, { bytes: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0) }));
+        } catch (e) {
+          next(e);
+        }
+      });
+    }
+    if (type.startsWith('application/json')) {
+      return json(req, res, async (err?: unknown) => {
+        try {
+          if (err) throw err;
+          res.json(await screen(req, jsonItem(req.body, 'body')));
+        } catch (e) {
+          next(e);
+        }
+      });
+    }
+    next(new ScreeningError('REQUEST_UNSUPPORTED_MEDIA_TYPE', type ? `Got ${type.split(';')[0]}.` : 'No Content-Type header.'));
+  });
+
+  app.post('/v1/screen/batch', route('/v1/screen/batch'), auth, async (req, res, next) => {
+    const type = req.get('content-type') ?? '';
+    const respond = async (inputs: Array<Pick<ScreenRequest, 'url' | 'bytes'>>) => {
+      if (inputs.length === 0) throw new ScreeningError('BATCH_EMPTY');
+      if (inputs.length > config.server.batchLimit) throw new ScreeningError('BATCH_TOO_LARGE', `${inputs.length} items, limit ${config.server.batchLimit}.`);
+      // Items succeed or fail on their own: one bad photo must not sink the other fifteen.
+      const results = await Promise.all(inputs.map((input, i) => screen(req, input, i).then(
+        (result) => ({ index: i, ok: true as const, result }),
+        (err: unknown) => {
+          const e = toScreeningError(err);
+          return { index: i, ok: false as const, error: { code: e.code, message: e.message, retriable: e.retriable } };
+        },
+      )));
+      res.json({ requestId: req.id, flagged: results.some((r) => r.ok && r.result.flagged), results });
+    };
+    if (type.startsWith('multipart/form-data')) {
+      return upload.array('images', config.server.batchLimit)(req, res, async (err?: unknown) => {
+        try {
+          if (err) throw err;
+          const files = (req.files as Express.Multer.File[] | undefined) ?? [];
+          await respond(files.map((f) => ({ bytes: f.buffer })));
+        } catch (e) {
+          next(e);
+        }
+      });
+    }
+    if (type.startsWith('application/json')) {
+      return json(req, res, async (err?: unknown) => {
+        try {
+          if (err) throw err;
+          const items = (req.body as { items?: unknown })?.items;
+          if (!Array.isArray(items)) throw new ScreeningError('REQUEST_INVALID_JSON', 'Body must be {"items": [{"url": …} | {"imageBase64": …}, …]}.');
+          if (items.length > config.server.batchLimit) throw new ScreeningError('BATCH_TOO_LARGE', `${items.length} items, limit ${config.server.batchLimit}.`);
+          await respond(items.map((item, i) => jsonItem(item, `items[${i}]`)));
+        } catch (e) {
+          next(e);
+        }
+      });
+    }
+    next(new ScreeningError('REQUEST_UNSUPPORTED_MEDIA_TYPE', 'Use multipart/form-data (field "images") or application/json.'));
+  });
+
+  app.use(route('unmatched'), (_req, _res, next) => next(new ScreeningError('NOT_FOUND')));
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const error = toScreeningError(err);
+    if (error.code === 'INTERNAL') logger.error({ requestId: req.id, err }, 'unhandled error');
+    if (!(err && typeof err === 'object' && countedByService.has(err))) metrics.countError(error.code, 'http');
+    if (error.code === 'QUEUE_FULL') res.setHeader('retry-after', String((error as ScreeningError & { retryAfterSeconds?: number }).retryAfterSeconds ?? 1));
+    if (error.code === 'SHUTTING_DOWN') res.setHeader('retry-after', '5');
+    if (res.headersSent) return;
+    res.status(error.status).json({ error: { code: error.code, message: error.message, requestId: req.id } });
+  });
+  return app;
+}

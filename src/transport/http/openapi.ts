@@ -1,0 +1,166 @@
+/** OpenAPI 3.1 description of the HTTP API; a test checks every route is here and responses validate. */
+import { ERROR_CATALOGUE } from '../../errors.js';
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ref('Error') } } });
+const json = (schema: object, description = 'OK') => ({ description, content: { 'application/json': { schema } } });
+const security = [{ bearer: [] }, { apiKey: [] }];
+const errors = {
+  '400': errorResponse('Bad request (see error.code)'),
+  '401': errorResponse('Missing or wrong API key (when API_KEYS is set)'),
+  '403': errorResponse('URL refused by the SSRF guard'),
+  '413': errorResponse('Body, image or batch too large'),
+  '415': errorResponse('Unsupported content type or image format'),
+  '422': errorResponse('Image undecodable, too small or too many pixels'),
+  '502': errorResponse('Remote image could not be fetched'),
+  '503': errorResponse('Queue full (Retry-After) or shutting down'),
+  '504': errorResponse('Deadline exceeded or remote fetch timed out'),
+};
+
+export const OPENAPI_DOCUMENT = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Wildlife-trade image screening API',
+    version: '1.0.0',
+    description: 'Classifies photos with ResNet_vd models fine-tuned on endangered species and wildlife products and says whether a listing should go to human review.',
+  },
+  components: {
+    securitySchemes: {
+      bearer: { type: 'http', scheme: 'bearer' },
+      apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+    },
+    schemas: {
+      Error: {
+        type: 'object', additionalProperties: false, required: ['error'],
+        properties: {
+          error: {
+            type: 'object', additionalProperties: false, required: ['code', 'message', 'requestId'],
+            properties: { code: { enum: Object.keys(ERROR_CATALOGUE) }, message: { type: 'string' }, requestId: { type: 'string' } },
+          },
+        },
+      },
+      Reason: {
+        type: 'object', additionalProperties: false, required: ['classifier', 'label', 'score', 'threshold'],
+        properties: { classifier: { type: 'string' }, label: { type: 'string' }, score: { type: 'number' }, threshold: { type: 'number' } },
+      },
+      LabelScore: {
+        type: 'object', additionalProperties: false, required: ['label', 'score', 'trade_relevant'],
+        properties: { label: { type: 'string' }, score: { type: 'number', minimum: 0, maximum: 1 }, trade_relevant: { type: 'boolean' } },
+      },
+      ScreenResult: {
+        type: 'object', additionalProperties: false,
+        required: ['requestId', 'sha256', 'flagged', 'reasons', 'classifiers', 'image', 'cached', 'timings'],
+        properties: {
+          requestId: { type: 'string' },
+          sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+          flagged: { type: 'boolean', description: 'true when any trade-relevant label reached its threshold: send to human review' },
+          reasons: { type: 'array', items: ref('Reason') },
+          classifiers: {
+            type: 'array',
+            items: {
+              type: 'object', additionalProperties: false, required: ['name', 'version', 'top'],
+              properties: { name: { type: 'string' }, version: { type: 'string' }, top: { type: 'array', items: ref('LabelScore') } },
+            },
+          },
+          image: {
+            type: 'object', additionalProperties: false, required: ['format', 'width', 'height', 'bytes'],
+            properties: { format: { type: 'string' }, width: { type: 'integer' }, height: { type: 'integer' }, bytes: { type: 'integer' }, url: { type: 'string' } },
+          },
+          cached: { type: 'boolean', description: 'served from the dedupe cache (same bytes, same model versions)' },
+          timings: {
+            type: 'object', additionalProperties: false, required: ['fetchMs', 'preprocessMs', 'queueMs', 'inferenceMs', 'totalMs'],
+            properties: { fetchMs: { type: 'number' }, preprocessMs: { type: 'number' }, queueMs: { type: 'number' }, inferenceMs: { type: 'number' }, totalMs: { type: 'number' } },
+          },
+        },
+      },
+      ScreenJson: {
+        type: 'object', additionalProperties: false,
+        oneOf: [{ required: ['url'] }, { required: ['imageBase64'] }],
+        properties: { url: { type: 'string', format: 'uri', maxLength: 4096 }, imageBase64: { type: 'string', contentEncoding: 'base64' } },
+      },
+      BatchResult: {
+        type: 'object', additionalProperties: false, required: ['requestId', 'flagged', 'results'],
+        properties: {
+          requestId: { type: 'string' },
+          flagged: { type: 'boolean' },
+          results: {
+            type: 'array',
+            items: {
+              type: 'object', additionalProperties: false, required: ['index', 'ok'],
+              properties: {
+                index: { type: 'integer' }, ok: { type: 'boolean' }, result: ref('ScreenResult'),
+                error: { type: 'object', additionalProperties: false, required: ['code', 'message', 'retriable'], properties: { code: { type: 'string' }, message: { type: 'string' }, retriable: { type: 'boolean' } } },
+              },
+            },
+          },
+        },
+      },
+      Model: {
+        type: 'object', additionalProperties: false, required: ['name', 'version', 'architecture', 'precision', 'inputSize', 'labels', 'sha256', 'generation'],
+        properties: {
+          name: { type: 'string' }, version: { type: 'string' }, architecture: { type: 'string' }, precision: { type: 'string' },
+          inputSize: { type: 'integer' }, sha256: { type: 'string' }, generation: { type: 'integer' },
+          labels: {
+            type: 'array',
+            items: {
+              type: 'object', additionalProperties: false, required: ['name', 'trade_relevant', 'threshold'],
+              properties: { name: { type: 'string' }, trade_relevant: { type: 'boolean' }, threshold: { type: ['number', 'null'] } },
+            },
+          },
+        },
+      },
+      Models: { type: 'object', additionalProperties: false, required: ['models'], properties: { models: { type: 'array', items: ref('Model') } } },
+    },
+  },
+  paths: {
+    '/v1/screen': {
+      post: {
+        summary: 'Screen one photo',
+        security,
+        requestBody: {
+          required: true,
+          content: {
+            'multipart/form-data': { schema: { type: 'object', required: ['image'], properties: { image: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+            'image/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } },
+            'application/json': { schema: ref('ScreenJson') },
+          },
+        },
+        responses: { '200': json(ref('ScreenResult'), 'The decision'), ...errors },
+      },
+    },
+    '/v1/screen/batch': {
+      post: {
+        summary: 'Screen several photos; each item succeeds or fails on its own',
+        security,
+        requestBody: {
+          required: true,
+          content: {
+            'multipart/form-data': { schema: { type: 'object', required: ['images'], properties: { images: { type: 'array', items: { type: 'string', contentMediaType: 'application/octet-stream' } } } } },
+            'application/json': { schema: { type: 'object', additionalProperties: false, required: ['items'], properties: { items: { type: 'array', items: ref('ScreenJson') } } } },
+          },
+        },
+        responses: { '200': json(ref('BatchResult'), 'One result or error per item'), ...errors },
+      },
+    },
+    '/v1/models': { get: { summary: 'Models being served', security, responses: { '200': json(ref('Models')), '401': errors['401'] } } },
+    '/admin/reload': {
+      post: {
+        summary: 'Reload every model directory; the new models warm up before taking traffic (also on SIGHUP)',
+        security,
+        responses: { '200': json(ref('Models')), '401': errors['401'], '500': errorResponse('Reload failed; the previous models keep serving') },
+      },
+    },
+    '/healthz': { get: { summary: 'Liveness', responses: { '200': json({ type: 'object', required: ['status'], properties: { status: { const: 'ok' } } }) } } },
+    '/readyz': {
+      get: {
+        summary: 'Readiness: models loaded and warmed up',
+        responses: {
+          '200': json({ type: 'object', required: ['status', 'models'], properties: { status: { const: 'ready' }, models: { type: 'array', items: { type: 'string' } } } }),
+          '503': json({ type: 'object', required: ['status'], properties: { status: { const: 'not-ready' } } }, 'Not ready'),
+        },
+      },
+    },
+    '/metrics': { get: { summary: 'Prometheus metrics', responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } } } },
+    '/openapi.json': { get: { summary: 'This document', responses: { '200': json({ type: 'object' }) } } },
+  },
+} as const;

@@ -36,6 +36,7 @@ export const ERROR_CATALOGUE = {
   UNAUTHORIZED: { status: 401, retriable: false, message: 'A valid API key is required (Authorization: Bearer <key> or X-API-Key).' },
   NOT_FOUND: { status: 404, retriable: false, message: 'No such route.' },
   RELOAD_FAILED: { status: 500, retriable: true, message: 'The model reload failed; the previous models keep serving.' },
+  INPUT_NOT_READABLE: { status: 400, retriable: false, message: 'The input file could not be read.' },
   INTERNAL: { status: 500, retriable: true, message: 'Internal error.' },
   // Models
   MODEL_MANIFEST_INVALID: { status: 500, retriable: false, message: 'A model directory has an invalid model.json.' },

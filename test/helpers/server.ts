@@ -14,6 +14,6 @@ export async function startTestServer(overrides: Overrides = {}, env: NodeJS.Pro
     ...overrides,
     server: { port: 0, host: '127.0.0.1', shutdownGraceMs: 2000, ...overrides.server },
     models: { directories: TEST_MODEL_DIRS, intraOpThreads: 2, ...overrides.models },
-  } as Record<string, Record<string, unknown>>);
+  } as unknown as Record<string, Record<string, unknown>>);
   return startServer(config, { logger: pino({ level: 'silent' }) });
 }

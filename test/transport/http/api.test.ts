@@ -41,11 +41,11 @@ describe('the HTTP API', () => {
     await new Promise((resolve) => images.close(resolve));
   });
 
-  const post = (path: string, body: BodyInit, headers: Record<string, string> = {}) => fetch(`${server.url}${path}`, { method: 'POST', body, headers });
+  const post = (path: string, body: BodyInit | Buffer, headers: Record<string, string> = {}) => fetch(`${server.url}${path}`, { method: 'POST', body: body as BodyInit, headers });
 
   test('POST /v1/screen with a multipart image returns a documented decision', async () => {
     const fd = new FormData();
-    fd.append('image', new Blob([photo]), 'photo.jpg');
+    fd.append('image', new Blob([new Uint8Array(photo)]), 'photo.jpg');
     const res = await post('/v1/screen', fd, { 'x-request-id': 'listing-42' });
     assert.equal(res.status, 200);
     const body = (await res.json()) as Record<string, any>;
@@ -83,9 +83,9 @@ describe('the HTTP API', () => {
 
   test('a batch screens each item on its own: one broken photo does not sink the others', async () => {
     const fd = new FormData();
-    fd.append('images', new Blob([photo]), 'a.jpg');
-    fd.append('images', new Blob([Buffer.from('not an image')]), 'b.jpg');
-    fd.append('images', new Blob([await jpegOf('plain_ceramic', 90, 90, 5)]), 'c.jpg');
+    fd.append('images', new Blob([new Uint8Array(photo)]), 'a.jpg');
+    fd.append('images', new Blob([new Uint8Array(Buffer.from('not an image'))]), 'b.jpg');
+    fd.append('images', new Blob([new Uint8Array(await jpegOf('plain_ceramic', 90, 90, 5))]), 'c.jpg');
     const res = await post('/v1/screen/batch', fd);
     assert.equal(res.status, 200);
     const body = (await res.json()) as Record<string, any>;
@@ -143,7 +143,7 @@ describe('API keys', () => {
   });
 
   test('screening without a key or with a wrong one is 401 UNAUTHORIZED', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { 'x-api-key': 'k'.repeat(23) }]) {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { 'x-api-key': 'k'.repeat(23) }] as Array<Record<string, string>>) {
       const res = await fetch(`${server.url}/v1/models`, { headers });
       assert.equal(res.status, 401);
       assert.equal(((await res.json()) as any).error.code, 'UNAUTHORIZED');

@@ -13,11 +13,11 @@ interface Case {
   request: () => Promise<{ body: BodyInit; headers?: Record<string, string> }>;
 }
 
-const raw = (bytes: Uint8Array, type = 'image/jpeg') => async () => ({ body: bytes, headers: { 'content-type': type } });
+const raw = (bytes: Uint8Array, type = 'image/jpeg') => async () => ({ body: bytes as BodyInit, headers: { 'content-type': type } });
 const json = (value: unknown) => async () => ({ body: typeof value === 'string' ? value : JSON.stringify(value), headers: { 'content-type': 'application/json' } });
 const form = (field: string, bytes: Uint8Array | null, filename = 'x.jpg') => async () => {
   const fd = new FormData();
-  if (bytes) fd.append(field, new Blob([bytes]), filename);
+  if (bytes) fd.append(field, new Blob([new Uint8Array(bytes)]), filename);
   else fd.append(field, 'just text');
   return { body: fd };
 };
@@ -91,7 +91,7 @@ describe('bad input: every kind gets its status and stable code, and the service
   }
 
   test('after all of that, a good photo is still screened', async () => {
-    const res = await fetch(`${server.url}/v1/screen`, { method: 'POST', body: await jpegOf(), headers: { 'content-type': 'image/jpeg' } });
+    const res = await fetch(`${server.url}/v1/screen`, { method: 'POST', body: (await jpegOf()) as BodyInit, headers: { 'content-type': 'image/jpeg' } });
     assert.equal(res.status, 200);
     const result = (await res.json()) as { flagged: boolean; classifiers: unknown[] };
     assert.equal(typeof result.flagged, 'boolean');

@@ -101,13 +101,25 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Record<string, Record<string, unknown>> = {}): Readonly<ServiceConfig> {
-  const file = env.CONFIG_FILE ? path.resolve(env.CONFIG_FILE) : DEFAULT_CONFIG_FILE;
-  let raw: Record<string, Record<string, unknown>>;
+function readYaml(file: string): Record<string, Record<string, unknown>> {
   try {
-    raw = (parseYaml(readFileSync(file, 'utf8')) ?? {}) as Record<string, Record<string, unknown>>;
+    return (parseYaml(readFileSync(file, 'utf8')) ?? {}) as Record<string, Record<string, unknown>>;
   } catch (err) {
     throw new ConfigError([`cannot read ${file}: ${(err as Error).message}`], file);
+  }
+}
+
+/**
+ * configs/default.yaml, then CONFIG_FILE's sections merged over it (so a deployment file names only
+ * what it changes), then environment variables, then `overrides` (tests).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Record<string, Record<string, unknown>> = {}): Readonly<ServiceConfig> {
+  const file = env.CONFIG_FILE ? path.resolve(env.CONFIG_FILE) : DEFAULT_CONFIG_FILE;
+  const raw = readYaml(DEFAULT_CONFIG_FILE);
+  if (file !== DEFAULT_CONFIG_FILE) {
+    for (const [sec, values] of Object.entries(readYaml(file))) {
+      raw[sec] = values && typeof values === 'object' && !Array.isArray(values) ? { ...raw[sec], ...values } : values;
+    }
   }
   const config: Record<string, unknown> = structuredClone(raw);
   for (const [name, [sec, key, parse]] of Object.entries(ENV_OVERRIDES)) {

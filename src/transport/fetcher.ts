@@ -75,10 +75,10 @@ export function createFetcher(options: FetcherOptions): Fetcher {
       if (signal.aborted && err === signal.reason) throw err;
       throw new ScreeningError('FETCH_DNS_FAILED', `Host: ${host}`, { cause: err });
     }
-    const addresses = (answers ?? []).map((a) => a.address);
+    const addresses = Array.isArray(answers) ? answers.map((a) => a?.address) : [];
     if (addresses.length === 0) throw new ScreeningError('FETCH_DNS_FAILED', `Host: ${host} (no addresses)`);
     // A resolver returning something that is not an IP cannot be pinned or vetted.
-    if (addresses.some((a) => !isIP(a.replace(/%.*$/, '')))) {
+    if (addresses.some((a) => typeof a !== 'string' || !isIP(a.replace(/%.*$/, '')))) {
       throw new ScreeningError('FETCH_DNS_FAILED', `Host: ${host} (malformed answer)`);
     }
     return addresses;
@@ -176,7 +176,7 @@ function openResponse(
     const request = url.protocol === 'https:' ? https.request : http.request;
     // agent:false gives a one-off socket with Connection: close, so nothing lingers in a pool.
     const req = request(url, { method: 'GET', headers, agent: false, lookup: pinned });
-    const onAbort = () => {};
+    const onAbort = () => req.destroy(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     req.on('error', (err) => {
       signal.removeEventListener('abort', onAbort);

@@ -33,52 +33,47 @@ const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
-interface TestServer {
-  port: number;
-  url(path?: string): string;
-  requests: Array<{ url: string; host: string | undefined }>;
-  connections: number;
-  open: Set<Socket>;
-  handler: Handler;
-}
-
-function startServer(): Promise<TestServer & { close(): Promise<void> }> {
-  return new Promise((resolve) => {
-    const state = {
-      port: 0,
-      requests: [] as TestServer['requests'],
-      connections: 0,
-      open: new Set<Socket>(),
-      handler: ((_req, res) => res.end()) as Handler,
-    };
-    const server = http.createServer((req, res) => {
-      state.requests.push({ url: req.url ?? '', host: req.headers.host });
-      state.handler(req, res);
-    });
-    server.on('connection', (socket) => {
-      state.connections++;
-      state.open.add(socket);
-      socket.on('close', () => state.open.delete(socket));
-    });
-    server.listen(0, '127.0.0.1', () => {
-      state.port = (server.address() as AddressInfo).port;
-      resolve(Object.assign(state, {
-        url: (path = '/') => `http://127.0.0.1:${state.port}${path}`,
-        close: () => new Promise<void>((done) => {
-          server.closeAllConnections();
-          server.close(() => done());
-        }),
-      }));
-    });
+/** One loopback server shared by the tests; each test swaps in its own handler. */
+class TestServer {
+  handler: Handler = (_req, res) => res.end();
+  requests: Array<{ url: string; host: string | undefined }> = [];
+  connections = 0;
+  private readonly open = new Set<Socket>();
+  private readonly server = http.createServer((req, res) => {
+    this.requests.push({ url: req.url ?? '', host: req.headers.host });
+    this.handler(req, res);
   });
-}
 
-/** The fetcher must have hung up by itself; the server never closes connections for it. */
-async function waitUntilClientHungUp(server: TestServer): Promise<void> {
-  const deadline = Date.now() + 1000;
-  while (server.open.size > 0) {
-    if (Date.now() > deadline) assert.fail(`${server.open.size} connection(s) still open after the fetch settled`);
-    await new Promise((r) => setTimeout(r, 5));
+  async listen(): Promise<this> {
+    this.server.on('connection', (socket) => {
+      this.connections++;
+      this.open.add(socket);
+      socket.on('close', () => this.open.delete(socket));
+    });
+    await new Promise<void>((done) => this.server.listen(0, '127.0.0.1', done));
+    return this;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  url(path = '/'): string {
+    return `http://127.0.0.1:${this.port}${path}`;
+  }
+
+  /** The fetcher must hang up by itself: the server never closes a connection on its own. */
+  async waitUntilClientHungUp(): Promise<void> {
+    const deadline = Date.now() + 1000;
+    while (this.open.size > 0) {
+      if (Date.now() > deadline) assert.fail(`${this.open.size} connection(s) still open after the fetch settled`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  close(): Promise<void> {
+    this.server.closeAllConnections();
+    return new Promise((done) => this.server.close(() => done()));
   }
 }
 
@@ -98,9 +93,9 @@ const local = (extra: Partial<FetcherOptions> = {}) => createFetcher({ ...BASE, 
 const resolverTo = (...addresses: string[]) => async () =>
   addresses.map((address) => ({ address, family: (address.includes(':') ? 6 : 4) as 4 | 6 }));
 
-let server: Awaited<ReturnType<typeof startServer>>;
+let server: TestServer;
 before(async () => {
-  server = await startServer();
+  server = await new TestServer().listen();
 });
 after(() => server.close());
 beforeEach(() => {
@@ -110,13 +105,14 @@ beforeEach(() => {
   server.handler = (_req, res) => res.end();
 });
 
+// Suites carry a timeout so that a fetch which never settles fails instead of stalling the run.
 const serve = (body: Buffer | string, headers: Record<string, string> = {}, status = 200): Handler =>
   (_req, res) => {
     res.writeHead(status, headers);
     res.end(body);
   };
 
-describe('fetching from an allowlisted local server', () => {
+describe('fetching from an allowlisted local server', { timeout: 5000 }, () => {
   test('returns JPEG bytes with the sniffed and the declared content type', async () => {
     server.handler = serve(JPEG, { 'content-type': 'image/jpeg' });
     const image = await local().fetchImage(server.url('/cat.jpg'));
@@ -125,7 +121,7 @@ describe('fetching from an allowlisted local server', () => {
     assert.equal(image.declaredContentType, 'image/jpeg');
     assert.equal(image.finalUrl, server.url('/cat.jpg'));
     assert.equal(image.redirects, 0);
-    await waitUntilClientHungUp(server);
+    await server.waitUntilClientHungUp();
   });
 
   test('trusts the PNG signature over a misleading Content-Type header', async () => {
@@ -161,7 +157,7 @@ describe('fetching from an allowlisted local server', () => {
     const image = await local().fetchImage(server.url('/old'));
     assert.equal(image.finalUrl, server.url('/new.png'));
     assert.equal(image.redirects, 1);
-    await waitUntilClientHungUp(server);
+    await server.waitUntilClientHungUp();
   });
 
   test('leaves no timer behind after a successful fetch', async () => {
@@ -173,7 +169,7 @@ describe('fetching from an allowlisted local server', () => {
   });
 });
 
-describe('refusing forbidden addresses before connecting', () => {
+describe('refusing forbidden addresses before connecting', { timeout: 5000 }, () => {
   const cases: Array<[string, (port: number) => string, FetcherOptions['resolve']?]> = [
     ['loopback 127.0.0.1', (p) => `http://127.0.0.1:${p}/`],
     ['localhost (via its resolved addresses)', (p) => `http://localhost:${p}/`, resolverTo('127.0.0.1', '::1')],
@@ -227,7 +223,7 @@ describe('refusing forbidden addresses before connecting', () => {
   });
 });
 
-describe('rejecting unusable URLs', () => {
+describe('rejecting unusable URLs', { timeout: 5000 }, () => {
   for (const url of ['file:///etc/passwd', 'ftp://example.com/a.jpg', 'gopher://example.com/', 'data:image/png;base64,iVBORw0KGgo=', 'javascript:alert(1)', 'ws://example.com/']) {
     test(`refuses the scheme of ${url}`, async () => {
       await rejectsWith(createFetcher(BASE).fetchImage(url), 'URL_SCHEME_NOT_ALLOWED');
@@ -248,7 +244,7 @@ describe('rejecting unusable URLs', () => {
   });
 });
 
-describe('failing fetches', () => {
+describe('failing fetches', { timeout: 5000 }, () => {
   test('stops after maxRedirects and says so', async () => {
     server.handler = (req, res) => res.writeHead(302, { location: `${req.url}x` }).end();
     await rejectsWith(local({ maxRedirects: 3 }).fetchImage(server.url('/r')), 'FETCH_TOO_MANY_REDIRECTS');
@@ -267,7 +263,7 @@ describe('failing fetches', () => {
     const err = await rejectsWith(local({ timeoutMs: 150 }).fetchImage(server.url()), 'FETCH_TIMEOUT');
     assert.ok(Date.now() - started < 1500, 'took too long to time out');
     assert.equal(err.retriable, true);
-    await waitUntilClientHungUp(server);
+    await server.waitUntilClientHungUp();
   });
 
   test('times out when the body trickles in past the deadline', async () => {
@@ -276,7 +272,7 @@ describe('failing fetches', () => {
       res.write(JPEG.subarray(0, 4));
     };
     await rejectsWith(local({ timeoutMs: 150 }).fetchImage(server.url()), 'FETCH_TIMEOUT');
-    await waitUntilClientHungUp(server);
+    await server.waitUntilClientHungUp();
   });
 
   test('rejects with the caller\'s abort reason and hangs up', async () => {
@@ -285,7 +281,7 @@ describe('failing fetches', () => {
     const reason = new Error('client went away');
     setTimeout(() => controller.abort(reason), 30);
     await assert.rejects(local().fetchImage(server.url(), { signal: controller.signal }), (e) => e === reason);
-    await waitUntilClientHungUp(server);
+    await server.waitUntilClientHungUp();
   });
 
   test('refuses a declared Content-Length over maxBytes before reading the body', async () => {
@@ -294,7 +290,7 @@ describe('failing fetches', () => {
       res.write(JPEG);
     };
     await rejectsWith(local({ maxBytes: 1024 }).fetchImage(server.url()), 'FETCH_TOO_LARGE', /1000000/);
-    await waitUntilClientHungUp(server);
+    await server.waitUntilClientHungUp();
   });
 
   test('stops reading a chunked body as soon as it passes maxBytes', async () => {
@@ -307,7 +303,7 @@ describe('failing fetches', () => {
       }, 2);
     };
     await rejectsWith(local({ maxBytes: 4096 }).fetchImage(server.url()), 'FETCH_TOO_LARGE');
-    await waitUntilClientHungUp(server);
+    await server.waitUntilClientHungUp();
     assert.ok(chunksSent < 100, `server kept sending (${chunksSent} chunks)`);
   });
 
@@ -348,9 +344,10 @@ describe('failing fetches', () => {
   });
 
   test('reports a refused connection as a retriable FETCH_FAILED', async () => {
-    const gone = await startServer();
+    const gone = await new TestServer().listen();
+    const url = gone.url();
     await gone.close();
-    const err = await rejectsWith(local().fetchImage(gone.url()), 'FETCH_FAILED', /ECONNREFUSED/);
+    const err = await rejectsWith(local().fetchImage(url), 'FETCH_FAILED', /ECONNREFUSED/);
     assert.equal(err.retriable, true);
   });
 });

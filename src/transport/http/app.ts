@@ -3,7 +3,7 @@
  * ScreeningErrors to JSON; all screening logic lives in the screening service.
  */
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import helmet from 'helmet';
 import multer from 'multer';
 import type { Logger } from 'pino';
@@ -155,83 +155,61 @@ export function createApp({ service, config, metrics, logger }: AppDeps): expres
     res.json({ models: service.models() });
   });
 
-  app.post('/v1/screen', route('/v1/screen'), auth, async (req, res, next) => {
+  type Parsers = Partial<Record<'multipart' | 'image' | 'json', { parse: RequestHandler; handle: (req: Request) => Promise<unknown> }>>;
+  /** Picks the body parser by Content-Type, runs it, and answers with the handler's JSON. */
+  const byContentType = (parsers: Parsers, unsupported: string): RequestHandler => (req, res, next) => {
     const type = req.get('content-type') ?? '';
-    if (type.startsWith('multipart/form-data')) {
-      return upload.single('image')(req, res, async (err?: unknown) => {
-        try {
-          if (err) throw err;
-          if (!req.file) throw new ScreeningError('REQUEST_MISSING_IMAGE');
-          res.json(await screen(req, { bytes: req.file.buffer }));
-        } catch (e) {
-          next(e);
-        }
-      });
-    }
-    if (type.startsWith('image/')) {
-      return raw(req, res, async (err?: unknown) => {
-        try {
-          if (err) throw err;
-          res.json(await screen(req, { bytes: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0) }));
-        } catch (e) {
-          next(e);
-        }
-      });
-    }
-    if (type.startsWith('application/json')) {
-      return json(req, res, async (err?: unknown) => {
-        try {
-          if (err) throw err;
-          res.json(await screen(req, jsonItem(req.body, 'body')));
-        } catch (e) {
-          next(e);
-        }
-      });
-    }
-    next(new ScreeningError('REQUEST_UNSUPPORTED_MEDIA_TYPE', type ? `Got ${type.split(';')[0]}.` : 'No Content-Type header.'));
-  });
+    const kind = type.startsWith('multipart/form-data') ? 'multipart' : type.startsWith('image/') ? 'image' : type.startsWith('application/json') ? 'json' : undefined;
+    const parser = kind && parsers[kind];
+    if (!parser) return next(new ScreeningError('REQUEST_UNSUPPORTED_MEDIA_TYPE', type ? `Got ${type.split(';')[0]}. ${unsupported}` : `No Content-Type header. ${unsupported}`));
+    parser.parse(req, res, (err?: unknown) => {
+      if (err) return next(err);
+      // Through a promise, so a handler's synchronous throw also reaches the error handler.
+      Promise.resolve().then(() => parser.handle(req)).then((body) => res.json(body), next);
+    });
+  };
 
-  app.post('/v1/screen/batch', route('/v1/screen/batch'), auth, async (req, res, next) => {
-    const type = req.get('content-type') ?? '';
-    const respond = async (inputs: Array<Pick<ScreenRequest, 'url' | 'bytes'>>) => {
-      if (inputs.length === 0) throw new ScreeningError('BATCH_EMPTY');
-      if (inputs.length > config.server.batchLimit) throw new ScreeningError('BATCH_TOO_LARGE', `${inputs.length} items, limit ${config.server.batchLimit}.`);
-      // Items succeed or fail on their own: one bad photo must not sink the other fifteen.
-      const results = await Promise.all(inputs.map((input, i) => screen(req, input, i).then(
-        (result) => ({ index: i, ok: true as const, result }),
-        (err: unknown) => {
-          const e = toScreeningError(err);
-          return { index: i, ok: false as const, error: { code: e.code, message: e.message, retriable: e.retriable } };
-        },
-      )));
-      res.json({ requestId: req.id, flagged: results.some((r) => r.ok && r.result.flagged), results });
-    };
-    if (type.startsWith('multipart/form-data')) {
-      return upload.array('images', config.server.batchLimit)(req, res, async (err?: unknown) => {
-        try {
-          if (err) throw err;
-          const files = (req.files as Express.Multer.File[] | undefined) ?? [];
-          await respond(files.map((f) => ({ bytes: f.buffer })));
-        } catch (e) {
-          next(e);
-        }
-      });
-    }
-    if (type.startsWith('application/json')) {
-      return json(req, res, async (err?: unknown) => {
-        try {
-          if (err) throw err;
-          const items = (req.body as { items?: unknown })?.items;
-          if (!Array.isArray(items)) throw new ScreeningError('REQUEST_INVALID_JSON', 'Body must be {"items": [{"url": …} | {"imageBase64": …}, …]}.');
-          if (items.length > config.server.batchLimit) throw new ScreeningError('BATCH_TOO_LARGE', `${items.length} items, limit ${config.server.batchLimit}.`);
-          await respond(items.map((item, i) => jsonItem(item, `items[${i}]`)));
-        } catch (e) {
-          next(e);
-        }
-      });
-    }
-    next(new ScreeningError('REQUEST_UNSUPPORTED_MEDIA_TYPE', 'Use multipart/form-data (field "images") or application/json.'));
-  });
+  app.post('/v1/screen', route('/v1/screen'), auth, byContentType({
+    multipart: {
+      parse: upload.single('image'),
+      handle: async (req) => {
+        if (!req.file) throw new ScreeningError('REQUEST_MISSING_IMAGE');
+        return screen(req, { bytes: req.file.buffer });
+      },
+    },
+    image: { parse: raw, handle: (req) => screen(req, { bytes: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0) }) },
+    json: { parse: json, handle: (req) => screen(req, jsonItem(req.body, 'body')) },
+  }, 'Use multipart/form-data, image/*, or application/json.'));
+
+  const screenBatch = async (req: Request, inputs: Array<Pick<ScreenRequest, 'url' | 'bytes'>>) => {
+    if (inputs.length === 0) throw new ScreeningError('BATCH_EMPTY');
+    if (inputs.length > config.server.batchLimit) throw new ScreeningError('BATCH_TOO_LARGE', `${inputs.length} items, limit ${config.server.batchLimit}.`);
+    // Items succeed or fail on their own: one bad photo must not sink the other fifteen.
+    const results = await Promise.all(inputs.map((input, i) => screen(req, input, i).then(
+      (result) => ({ index: i, ok: true as const, result }),
+      (err: unknown) => {
+        const e = toScreeningError(err);
+        return { index: i, ok: false as const, error: { code: e.code, message: e.message, retriable: e.retriable } };
+      },
+    )));
+    return { requestId: req.id, flagged: results.some((r) => r.ok && r.result.flagged), results };
+  };
+
+  app.post('/v1/screen/batch', route('/v1/screen/batch'), auth, byContentType({
+    multipart: {
+      parse: upload.array('images', config.server.batchLimit),
+      handle: (req) => screenBatch(req, ((req.files as Express.Multer.File[] | undefined) ?? []).map((f) => ({ bytes: f.buffer }))),
+    },
+    json: {
+      parse: json,
+      handle: (req) => {
+        const items = (req.body as { items?: unknown })?.items;
+        if (!Array.isArray(items)) throw new ScreeningError('REQUEST_INVALID_JSON', 'Body must be {"items": [{"url": …} | {"imageBase64": …}, …]}.');
+        if (items.length > config.server.batchLimit) throw new ScreeningError('BATCH_TOO_LARGE', `${items.length} items, limit ${config.server.batchLimit}.`);
+        return screenBatch(req, items.map((item, i) => jsonItem(item, `items[${i}]`)));
+      },
+    },
+  }, 'Use multipart/form-data (field "images") or application/json.'));
 
   app.use(route('unmatched'), (_req, _res, next) => next(new ScreeningError('NOT_FOUND')));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+describe('service configuration', () => {
+  test('the defaults validate and come back frozen', () => {
+    const config = loadConfig({});
+    assert.equal(config.server.port, 8080);
+    assert.equal(config.server.host, '127.0.0.1');
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.batching) && Object.isFrozen(config.batching.preferredBatchSizes));
+    assert.equal(config.production, false);
+  });
+
+  test('environment variables override the file', () => {
+    const config = loadConfig({ PORT: '9000', API_KEYS: 'a'.repeat(16) + ', ' + 'b'.repeat(16), MODEL_DIRS: 'x,y', BATCHING: 'off', EXECUTION_PROVIDER: 'cuda' });
+    assert.equal(config.server.port, 9000);
+    assert.deepEqual(config.auth.apiKeys, ['a'.repeat(16), 'b'.repeat(16)]);
+    assert.deepEqual(config.models.directories, ['x', 'y']);
+    assert.equal(config.batching.enabled, false);
+    assert.equal(config.models.executionProvider, 'cuda');
+  });
+
+  test('every problem is listed in one error', () => {
+    assert.throws(() => loadConfig({ PORT: 'eighty', EXECUTION_PROVIDER: 'gpu', API_KEYS: 'short', LOG_LEVEL: 'loud' }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.problems.length, 4, err.message);
+      assert.match(err.message, /server\.port/);
+      assert.match(err.message, /models\.executionProvider: must be one of cpu, cuda, tensorrt/);
+      assert.match(err.message, /auth\.apiKeys\.0/);
+      assert.match(err.message, /logging\.level/);
+      return true;
+    });
+  });
+
+  test('a CONFIG_FILE merges its sections over the defaults, and its unknown keys are errors', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'wildlife-config-'));
+    try {
+      const file = path.join(dir, 'deploy.yaml');
+      await writeFile(file, 'cache:\n  maxEntries: 5\nbatching:\n  maxBatchSize: 16\n  preferredBatchSizes: [8, 16]\n');
+      const config = loadConfig({ CONFIG_FILE: file });
+      assert.equal(config.cache.maxEntries, 5);
+      assert.equal(config.cache.ttlSeconds, 3600, 'keys the file does not name keep their defaults');
+      assert.equal(config.batching.maxBatchSize, 16);
+      await writeFile(file, 'cache:\n  maxEntrys: 5\nmetrics: {}\n');
+      assert.throws(() => loadConfig({ CONFIG_FILE: file }), (err: unknown) => err instanceof ConfigError
+        && err.problems.includes('cache: unknown key "maxEntrys"') && err.problems.includes('(top level): unknown key "metrics"'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('preferred batch sizes above the maximum are refused', () => {
+    assert.throws(() => loadConfig({ MAX_BATCH_SIZE: '4' }), /preferredBatchSizes: 8 exceeds maxBatchSize 4/);
+  });
+
+  test('production without API keys is refused', () => {
+    assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /NODE_ENV=production requires API keys/);
+    assert.equal(loadConfig({ NODE_ENV: 'production', API_KEYS: 'k'.repeat(32) }).production, true);
+  });
+});

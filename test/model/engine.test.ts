@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { isScreeningError } from '../../src/errors.js';
+import { loadClassifier, openSessionCount, softmax } from '../../src/model/engine.js';
+import { manifestProblems, readManifest } from '../../src/model/manifest.js';
+import { createModelRegistry, discoverModelDirectories } from '../../src/model/registry.js';
+import { TEST_MODEL_DIRS } from '../helpers/server.js';
+
+const MODEL = TEST_MODEL_DIRS[0]!;
+
+describe('model manifests', () => {
+  test('the shipped model manifests validate', async () => {
+    for (const dir of await discoverModelDirectories(path.join(MODEL, '..'))) await readManifest(dir);
+  });
+
+  test('unknown keys, missing keys and bad values are all listed', async () => {
+    const manifest = JSON.parse(await readFile(path.join(MODEL, 'model.json'), 'utf8')) as Record<string, any>;
+    delete manifest.sha256;
+    manifest.colour = 'blue';
+    manifest.preprocess.mean = [0.5, 0.5];
+    manifest.labels.push({ ...manifest.labels[0], name: manifest.labels[0].name });
+    const problems = manifestProblems(manifest);
+    assert.ok(problems.some((p) => p.includes("must have required property 'sha256'")), problems.join('\n'));
+    assert.ok(problems.some((p) => p.includes('colour')), problems.join('\n'));
+    assert.ok(problems.some((p) => p.startsWith('/preprocess/mean')), problems.join('\n'));
+  });
+
+  test('a trade-relevant label without a threshold, or a duplicated label, is refused', async () => {
+    const manifest = JSON.parse(await readFile(path.join(MODEL, 'model.json'), 'utf8')) as Record<string, any>;
+    const relevant = manifest.labels.find((l: any) => l.trade_relevant);
+    relevant.threshold = null;
+    manifest.labels.push({ ...manifest.labels[0] });
+    const problems = manifestProblems(manifest);
+    assert.ok(problems.some((p) => p.includes(`${relevant.name} is trade-relevant but has no threshold`)), problems.join('\n'));
+    assert.ok(problems.some((p) => p.includes('duplicate label')), problems.join('\n'));
+  });
+});
+
+describe('the ONNX Runtime engine', () => {
+  let tmp: string;
+  before(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'wildlife-engine-'));
+  });
+  after(async () => {
+    await rm(tmp, { recursive: true, force: true });
+  });
+
+  test('classifies a batch into one probability vector per image and releases its session', async () => {
+    const before = openSessionCount();
+    const classifier = await loadClassifier(MODEL);
+    assert.equal(openSessionCount(), before + 1);
+    const n = 3;
+    const batch = new Float32Array(n * classifier.inputLength).map((_, i) => Math.sin(i));
+    const outputs = await classifier.classify(batch, n);
+    assert.equal(outputs.length, n);
+    for (const o of outputs) {
+      assert.equal(o.probabilities.length, classifier.manifest.labels.length);
+      assert.ok(Math.abs(o.probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-5);
+    }
+    // The same image alone and inside a batch gives the same answer.
+    const single = await classifier.classify(batch.slice(classifier.inputLength, 2 * classifier.inputLength), 1);
+    single[0]!.logits.forEach((v, i) => assert.ok(Math.abs(v - outputs[1]!.logits[i]!) < 1e-3));
+    await classifier.dispose();
+    await classifier.dispose();
+    assert.equal(openSessionCount(), before);
+    await assert.rejects(classifier.classify(batch, 1), (e: unknown) => isScreeningError(e, 'INFERENCE_FAILED'));
+  });
+
+  test('a model file that does not match its sha256 is refused', async () => {
+    const dir = path.join(tmp, 'tampered');
+    await cp(MODEL, dir, { recursive: true });
+    const onnx = await readFile(path.join(dir, 'model.onnx'));
+    onnx[onnx.length - 1] ^= 0xff;
+    await writeFile(path.join(dir, 'model.onnx'), onnx);
+    await assert.rejects(loadClassifier(dir), (e: unknown) => isScreeningError(e, 'MODEL_CHECKSUM_MISMATCH'));
+  });
+
+  test('a directory without model.onnx or model.json is MODEL_FILE_MISSING', async () => {
+    const dir = path.join(tmp, 'empty');
+    await cp(MODEL, dir, { recursive: true });
+    await rm(path.join(dir, 'model.onnx'));
+    await assert.rejects(loadClassifier(dir), (e: unknown) => isScreeningError(e, 'MODEL_FILE_MISSING'));
+    await assert.rejects(loadClassifier(path.join(tmp, 'nowhere')), (e: unknown) => isScreeningError(e, 'MODEL_FILE_MISSING'));
+  });
+
+  test('a manifest whose labels do not match the output is refused at load, leaving no session open', async () => {
+    const dir = path.join(tmp, 'labels');
+    await cp(MODEL, dir, { recursive: true });
+    const manifest = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as Record<string, any>;
+    manifest.labels.push({ name: 'extra_label', trade_relevant: false, threshold: null });
+    await writeFile(path.join(dir, 'model.json'), JSON.stringify(manifest));
+    const before = openSessionCount();
+    await assert.rejects(loadClassifier(dir), (e: unknown) => isScreeningError(e, 'MODEL_SHAPE_MISMATCH'));
+    assert.equal(openSessionCount(), before);
+  });
+
+  test('softmax is stable for large logits', () => {
+    const p = softmax(Float32Array.from([1000, 1000, -1000]));
+    assert.deepEqual([...p].map((x) => Number(x.toFixed(3))), [0.5, 0.5, 0]);
+  });
+});
+
+describe('the model registry', () => {
+  test('loads every directory with a model.json, and a reload swaps generations without leaking sessions', async () => {
+    const before = openSessionCount();
+    const attached: number[] = [];
+    const detached: number[] = [];
+    let counter = 0;
+    const registry = await createModelRegistry<number>({
+      directories: [MODEL], modelsRoot: path.dirname(MODEL), engine: {},
+      attach: () => { attached.push(++counter); return counter; },
+      detach: async (n) => { detached.push(n); },
+    });
+    const lease = registry.acquire();
+    await registry.reload();
+    assert.equal(registry.current().id, 2);
+    assert.equal(openSessionCount(), before + 2, 'the old generation stays while a lease holds it');
+    assert.deepEqual(detached, []);
+    lease.release();
+    lease.release();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(detached, [1]);
+    assert.equal(openSessionCount(), before + 1);
+    await registry.close();
+    assert.deepEqual(detached, [1, 2]);
+    assert.equal(openSessionCount(), before);
+    assert.throws(() => registry.acquire(), (e: unknown) => isScreeningError(e, 'SHUTTING_DOWN'));
+  });
+});

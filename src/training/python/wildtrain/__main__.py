@@ -49,7 +49,16 @@ def main(argv: list[str]) -> int:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True)
 
+    k = sub.add_parser("keys", help="print the state-dict names and shapes of an architecture as JSON")
+    k.add_argument("--arch", required=True)
+    k.add_argument("--class-num", type=int, default=1000)
+
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        from .resnet_vd import build
+        state = build(args.arch, class_num=args.class_num).state_dict()
+        print(json.dumps([f"{name} {'x'.join(str(d) for d in t.shape)}" for name, t in state.items()]))
+        return 0
     if args.command == "train":
         from .train import run
         with open(args.config) as fh:

@@ -20,6 +20,12 @@ export interface ServiceConfig {
   fetch: { timeoutMs: number; maxBytes: number; maxRedirects: number; allowlist: string[] };
   batching: { enabled: boolean; maxBatchSize: number; preferredBatchSizes: number[]; maxQueueDelayMs: number; maxQueueSize: number; defaultTimeoutMs: number };
   cache: { maxEntries: number; ttlSeconds: number };
+  kafka: {
+    brokers: string[]; clientId: string; groupId: string;
+    topics: { input: string; results: string; review: string; dlq: string };
+    partitions: number; replicationFactor: number; partitionsConsumedConcurrently: number; concurrency: number;
+    maxAttempts: number; retryBackoffMs: number; highWater: number; lowWater: number; lagIntervalMs: number; shutdownTimeoutMs: number;
+  };
   response: { topK: number };
   logging: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   /** From NODE_ENV; production refuses to start without API keys. */
@@ -29,7 +35,8 @@ export interface ServiceConfig {
 const posInt = { type: 'integer', minimum: 1 };
 const section = (required: string[], properties: Record<string, unknown>) => ({ type: 'object', additionalProperties: false, required, properties });
 
-const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'response', 'logging', 'production'], {
+const topicName = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,249}$' };
+const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'kafka', 'response', 'logging', 'production'], {
   server: section(['host', 'port', 'bodyLimitBytes', 'batchLimit', 'requestTimeoutMs', 'shutdownGraceMs', 'trustProxy'], {
     host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
     bodyLimitBytes: posInt, batchLimit: { type: 'integer', minimum: 1, maximum: 256 }, requestTimeoutMs: posInt,
@@ -54,6 +61,14 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
     maxQueueSize: posInt, defaultTimeoutMs: posInt,
   }),
   cache: section(['maxEntries', 'ttlSeconds'], { maxEntries: { type: 'integer', minimum: 0 }, ttlSeconds: posInt }),
+  kafka: section(['brokers', 'clientId', 'groupId', 'topics', 'partitions', 'replicationFactor', 'partitionsConsumedConcurrently', 'concurrency', 'maxAttempts', 'retryBackoffMs', 'highWater', 'lowWater', 'lagIntervalMs', 'shutdownTimeoutMs'], {
+    brokers: { type: 'array', items: { type: 'string', pattern: '^[^\\s:,]+:\\d{1,5}$' } },
+    clientId: { type: 'string', minLength: 1 }, groupId: { type: 'string', minLength: 1 },
+    topics: section(['input', 'results', 'review', 'dlq'], { input: topicName, results: topicName, review: topicName, dlq: topicName }),
+    partitions: posInt, replicationFactor: posInt, partitionsConsumedConcurrently: posInt, concurrency: { type: 'integer', minimum: 1, maximum: 256 },
+    maxAttempts: { type: 'integer', minimum: 1, maximum: 20 }, retryBackoffMs: { type: 'integer', minimum: 0 },
+    highWater: posInt, lowWater: { type: 'integer', minimum: 0 }, lagIntervalMs: posInt, shutdownTimeoutMs: posInt,
+  }),
   response: section(['topK'], { topK: { type: 'integer', minimum: 1, maximum: 100 } }),
   logging: section(['level'], { level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } }),
   production: { type: 'boolean' },
@@ -91,6 +106,8 @@ const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown]> = 
   MAX_BATCH_SIZE: ['batching', 'maxBatchSize', number],
   FETCH_ALLOWLIST: ['fetch', 'allowlist', list],
   LOG_LEVEL: ['logging', 'level', String],
+  KAFKA_BROKERS: ['kafka', 'brokers', list],
+  KAFKA_GROUP_ID: ['kafka', 'groupId', String],
 };
 
 function deepFreeze<T>(value: T): T {
@@ -137,6 +154,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Reco
     for (const size of c.batching.preferredBatchSizes) {
       if (size > c.batching.maxBatchSize) problems.push(`batching.preferredBatchSizes: ${size} exceeds maxBatchSize ${c.batching.maxBatchSize}`);
     }
+    if (c.kafka.lowWater >= c.kafka.highWater) problems.push(`kafka.lowWater: must be below highWater (${c.kafka.highWater})`);
+    if (c.kafka.highWater > c.batching.maxQueueSize) problems.push(`kafka.highWater: must not exceed batching.maxQueueSize (${c.batching.maxQueueSize})`);
   }
   if (problems.length) throw new ConfigError(problems, `${path.relative(process.cwd(), file) || file} + environment`);
   return deepFreeze(config as unknown as ServiceConfig);

@@ -4,6 +4,7 @@
  */
 import client from 'prom-client';
 import type { ScreeningService } from './screening/service.js';
+import type { KafkaPipeline } from './transport/kafka/pipeline.js';
 
 export const METRIC_PREFIX = 'wildlife_';
 
@@ -16,7 +17,11 @@ export interface Metrics {
   observeHttp(o: HttpObservation): void;
   /** Transports report failures that never reached the screening service (bad requests, auth). */
   countError(code: string, source: string): void;
+  /** Subscribes the Kafka pipeline's events (when Kafka is on). */
+  attachKafka(pipeline: KafkaPipeline): void;
 }
+
+const PIPELINE_STATES = ['starting', 'running', 'paused', 'stopping', 'stopped', 'failed'] as const;
 
 export function createMetrics(service: ScreeningService): Metrics {
   const registry = new client.Registry();
@@ -72,8 +77,26 @@ export function createMetrics(service: ScreeningService): Metrics {
   if (loaded.length) showModels(loaded[0]!.generation, loaded);
   service.on('reloadFailed', () => reloadFailures.inc());
 
+  const attachKafka = (pipeline: KafkaPipeline) => {
+    const messages = new client.Counter({ name: m('kafka_messages_total'), help: 'Input messages by outcome (screened, flagged, dead_lettered, retried) and error code.', labelNames: ['outcome', 'code'], registers: [registry] });
+    const lag = new client.Gauge({ name: m('kafka_consumer_lag'), help: 'Messages not yet committed, per input partition.', labelNames: ['topic', 'partition'], registers: [registry] });
+    const crawlToDecision = new client.Histogram({ name: m('kafka_crawl_to_decision_seconds'), help: 'From crawledAt to the decision being produced.', buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600], registers: [registry] });
+    const clientErrors = new client.Counter({ name: m('kafka_client_errors_total'), help: 'Kafka client errors by kind.', labelNames: ['kind'], registers: [registry] });
+    const state = new client.Gauge({ name: m('kafka_pipeline_state'), help: 'Kafka pipeline state (1 for the current one).', labelNames: ['state'], registers: [registry] });
+    const showState = (current: string) => PIPELINE_STATES.forEach((s) => state.set({ state: s }, s === current ? 1 : 0));
+    showState(pipeline.state());
+    pipeline.on('message', ({ outcome, code }) => messages.inc({ outcome, code: code ?? '' }));
+    pipeline.on('lag', (e) => lag.set({ topic: e.topic, partition: String(e.partition) }, e.lag));
+    pipeline.on('decision', ({ crawlToDecisionMs }) => {
+      if (crawlToDecisionMs !== null && crawlToDecisionMs >= 0) crawlToDecision.observe(crawlToDecisionMs / 1000);
+    });
+    pipeline.on('clientError', ({ kind }) => clientErrors.inc({ kind }));
+    pipeline.on('state', (e) => showState(e.state));
+  };
+
   return {
     registry,
+    attachKafka,
     observeHttp: (o) => http.observe({ route: o.route, method: o.method, status: String(o.status) }, o.seconds),
     countError: (code, source) => errors.inc({ code, source }),
   };

@@ -7,12 +7,15 @@ import { REPO_ROOT, type ServiceConfig } from './config.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createScreeningService, type ScreeningService } from './screening/service.js';
 import { createApp } from './transport/http/app.js';
+import { createKafkaPipeline, type KafkaPipeline } from './transport/kafka/pipeline.js';
 
 export interface RunningServer {
   url: string;
   service: ScreeningService;
   metrics: Metrics;
   logger: Logger;
+  /** Present when KAFKA_BROKERS (kafka.brokers) is set. */
+  kafka: KafkaPipeline | null;
   /** Stop accepting, let in-flight requests finish (up to shutdownGraceMs), release the models. */
   close(): Promise<void>;
 }
@@ -27,7 +30,13 @@ export async function startServer(config: Readonly<ServiceConfig>, options: { lo
   service.on('modelLoaded', (e) => logger.info(e, 'model loaded and warmed up'));
   service.on('reloadFailed', ({ error }) => logger.error({ err: error }, 'model reload failed; previous models keep serving'));
   const metrics = createMetrics(service);
-  const app = createApp({ service, config, metrics, logger });
+  const kafka = config.kafka.brokers.length ? createKafkaPipeline(service, config.kafka, logger) : null;
+  if (kafka) {
+    metrics.attachKafka(kafka);
+    kafka.on('state', ({ state }) => logger.info({ state }, 'kafka pipeline'));
+  }
+  const readiness = kafka ? () => ({ kafka: { ready: kafka.state() === 'running' || kafka.state() === 'paused', state: kafka.state() } }) : undefined;
+  const app = createApp({ service, config, metrics, logger, readiness });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.server.port, config.server.host, () => resolve(s));
     s.once('error', reject);
@@ -38,9 +47,26 @@ export async function startServer(config: Readonly<ServiceConfig>, options: { lo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
   logger.info({ url, models: service.models().map((m) => `${m.name}@${m.version}`), auth: config.auth.apiKeys.length > 0 }, 'listening');
-
   let closing: Promise<void> | null = null;
+  if (kafka) {
+    // The HTTP side serves while the consumer joins its group; /readyz says when both are up. A
+    // broker that is down at boot is retried until it answers or the service stops.
+    void (async () => {
+      for (let attempt = 1; !closing; attempt++) {
+        try {
+          await kafka.start();
+          return;
+        } catch (err) {
+          logger.error({ err, attempt }, 'kafka pipeline failed to start; retrying');
+          await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 1000 * 2 ** Math.min(attempt, 5))).unref());
+        }
+      }
+    })();
+  }
+
   const close = () => (closing ??= (async () => {
+    // Kafka first: stop fetching and commit what is in flight while the models are still there.
+    await kafka?.stop().catch((err: unknown) => logger.error({ err }, 'kafka shutdown'));
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     const grace = new Promise<void>((resolve) => setTimeout(resolve, config.server.shutdownGraceMs).unref());
@@ -48,5 +74,5 @@ export async function startServer(config: Readonly<ServiceConfig>, options: { lo
     server.closeAllConnections();
     await service.close();
   })());
-  return { url, service, metrics, logger, close };
+  return { url, service, metrics, logger, kafka, close };
 }

@@ -73,7 +73,7 @@ describe('the ONNX Runtime engine', () => {
     const dir = path.join(tmp, 'tampered');
     await cp(MODEL, dir, { recursive: true });
     const onnx = await readFile(path.join(dir, 'model.onnx'));
-    onnx[onnx.length - 1] ^= 0xff;
+    onnx[onnx.length - 1] = onnx[onnx.length - 1]! ^ 0xff;
     await writeFile(path.join(dir, 'model.onnx'), onnx);
     await assert.rejects(loadClassifier(dir), (e: unknown) => isScreeningError(e, 'MODEL_CHECKSUM_MISMATCH'));
   });

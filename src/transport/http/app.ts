@@ -25,6 +25,8 @@ export interface AppDeps {
   config: Readonly<ServiceConfig>;
   metrics: Metrics;
   logger: Logger;
+  /** Other components readiness depends on (the Kafka pipeline, when on). */
+  readiness?: () => Record<string, { ready: boolean; state: string }>;
 }
 
 function digest(key: string): Buffer {
@@ -90,7 +92,7 @@ export function toScreeningError(err: unknown): ScreeningError {
   return new ScreeningError('INTERNAL', undefined, { cause: err });
 }
 
-export function createApp({ service, config, metrics, logger }: AppDeps): express.Express {
+export function createApp({ service, config, metrics, logger, readiness }: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.server.trustProxy);
@@ -134,8 +136,13 @@ export function createApp({ service, config, metrics, logger }: AppDeps): expres
     res.json({ status: 'ok' });
   });
   app.get('/readyz', route('/readyz'), (_req, res) => {
-    const ready = service.ready();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not-ready', models: ready ? service.models().map((m) => `${m.name}@${m.version}`) : [] });
+    const components = readiness?.() ?? {};
+    const ready = service.ready() && Object.values(components).every((c) => c.ready);
+    res.status(ready ? 200 : 503).json({
+      status: ready ? 'ready' : 'not-ready',
+      models: service.ready() ? service.models().map((m) => `${m.name}@${m.version}`) : [],
+      ...(Object.keys(components).length ? { components: Object.fromEntries(Object.entries(components).map(([k, v]) => [k, v.state])) } : {}),
+    });
   });
   app.get('/metrics', route('/metrics'), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());

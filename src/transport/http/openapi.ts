@@ -155,8 +155,8 @@ export const OPENAPI_DOCUMENT = {
       get: {
         summary: 'Readiness: models loaded and warmed up',
         responses: {
-          '200': json({ type: 'object', required: ['status', 'models'], properties: { status: { const: 'ready' }, models: { type: 'array', items: { type: 'string' } } } }),
-          '503': json({ type: 'object', required: ['status'], properties: { status: { const: 'not-ready' } } }, 'Not ready'),
+          '200': json({ type: 'object', required: ['status', 'models'], properties: { status: { const: 'ready' }, models: { type: 'array', items: { type: 'string' } }, components: { type: 'object', additionalProperties: { type: 'string' }, description: 'e.g. {"kafka": "running"} when Kafka is on' } } }),
+          '503': json({ type: 'object', required: ['status'], properties: { status: { const: 'not-ready' }, models: { type: 'array', items: { type: 'string' } }, components: { type: 'object', additionalProperties: { type: 'string' } } } }, 'Not ready (models loading, or the Kafka consumer not running)'),
         },
       },
     },

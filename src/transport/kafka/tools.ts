@@ -1,0 +1,91 @@
+/**
+ * Small Kafka utilities for tests, the load generator and operators, so that kafkajs stays confined
+ * to this folder: publish messages, and collect what arrives on topics.
+ */
+import { Kafka, logLevel, type Consumer } from 'kafkajs';
+
+export interface TopicRecord { topic: string; partition: number; offset: string; key: string | null; value: string }
+
+function client(brokers: readonly string[], clientId: string): Kafka {
+  return new Kafka({ clientId, brokers: [...brokers], logLevel: logLevel.NOTHING, retry: { retries: 10, initialRetryTime: 200 } });
+}
+
+export async function createTopics(brokers: readonly string[], topics: string[], partitions = 3): Promise<void> {
+  const admin = client(brokers, 'wildlife-tools').admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = topics.filter((t) => !existing.has(t));
+    if (missing.length) await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })) });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Publishes messages (acks=all, idempotent) in chunks; returns how many were sent. */
+export async function publish(brokers: readonly string[], topic: string, messages: Array<{ key: string; value: string | Buffer }>, chunk = 500): Promise<number> {
+  const producer = client(brokers, 'wildlife-publisher').producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  await producer.connect();
+  try {
+    for (let i = 0; i < messages.length; i += chunk) {
+      await producer.send({ topic, acks: -1, messages: messages.slice(i, i + chunk) });
+    }
+    return messages.length;
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+export interface TopicCollector {
+  records: TopicRecord[];
+  /** Resolves when `predicate` holds for the records so far, or rejects after timeoutMs. */
+  waitFor(predicate: (records: TopicRecord[]) => boolean, timeoutMs: number): Promise<TopicRecord[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Reads topics from the beginning with a throwaway consumer group and keeps every record. Missing
+ * topics are created first (auto-creation is off on our brokers), so a reader can start before
+ * the service that writes to them.
+ */
+export async function collect(brokers: readonly string[], topics: string[]): Promise<TopicCollector> {
+  await createTopics(brokers, topics);
+  const kafka = client(brokers, 'wildlife-collector');
+  const consumer: Consumer = kafka.consumer({ groupId: `collector-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}` });
+  const records: TopicRecord[] = [];
+  const waiters = new Set<() => void>();
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ topic, partition, message }) => {
+      records.push({ topic, partition, offset: message.offset, key: message.key?.toString('utf8') ?? null, value: message.value?.toString('utf8') ?? '' });
+      for (const wake of waiters) wake();
+    },
+  });
+  return {
+    records,
+    waitFor(predicate, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (predicate(records)) {
+            cleanup();
+            resolve(records);
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`timed out after ${timeoutMs} ms with ${records.length} records`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    async close() {
+      await consumer.disconnect();
+    },
+  };
+}

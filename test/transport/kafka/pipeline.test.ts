@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import type { RunningServer } from '../../../src/server.js';
+import { collect, publish, type TopicCollector } from '../../../src/transport/kafka/tools.js';
+import { jpegOf } from '../../helpers/images.js';
+import { kafkaBrokers, uniqueTopics } from '../../helpers/kafka.js';
+import { startTestServer } from '../../helpers/server.js';
+
+const listing = (i: number | string) => ({ url: `https://market.example/item/${i}`, platform: 'example-market', title: `carving ${i}`, seller: 's1' });
+const crawled = (id: string, image: { url?: string; imageBase64?: string }) => JSON.stringify({ schema: 'images.crawled/v1', id, ...image, listing: listing(id), crawledAt: new Date().toISOString() });
+
+describe('the Kafka pipeline on a real broker', () => {
+  let brokers: string[];
+  let server: RunningServer;
+  let images: Server;
+  let imagesUrl: string;
+  let outputs: TopicCollector;
+  let flakyHits = 0;
+  const names = uniqueTopics('pipeline');
+
+  before(async () => {
+    brokers = await kafkaBrokers();
+    const photo = await jpegOf('striped_skin', 140, 110, 8);
+    images = createServer((req, res) => {
+      if (req.url === '/ok.jpg') {
+        res.writeHead(200, { 'content-type': 'image/jpeg' }).end(photo);
+      } else if (req.url === '/flaky.jpg') {
+        // Fails once, then works: a transient error the pipeline must retry, not dead-letter.
+        if (flakyHits++ === 0) res.writeHead(503).end();
+        else res.writeHead(200, { 'content-type': 'image/jpeg' }).end(photo);
+      } // '/slow.jpg' never answers
+    });
+    await new Promise<void>((resolve) => images.listen(0, '127.0.0.1', resolve));
+    imagesUrl = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
+    server = await startTestServer({
+      fetch: { allowlist: ['127.0.0.1'], timeoutMs: 400 },
+      kafka: { brokers, ...names, partitions: 2, maxAttempts: 3, retryBackoffMs: 50 },
+    });
+    for (let i = 0; i < 120 && server.kafka?.state() !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
+    assert.equal(server.kafka?.state(), 'running');
+    outputs = await collect(brokers, [names.topics.results, names.topics.review, names.topics.dlq]);
+  });
+  after(async () => {
+    await outputs?.close();
+    await server?.close();
+    images?.closeAllConnections();
+    await new Promise((resolve) => images?.close(resolve));
+  });
+
+  test('every valid message gets a decision, flagged ones reach the review topic, bad ones the DLQ with their reason', async () => {
+    const messages: Array<{ key: string; value: string | Buffer }> = [
+      // Poison first: it must not stall what follows in its partition.
+      { key: 'p-notjson', value: '{"id": "p-notjson", ' },
+      { key: 'p-schema', value: JSON.stringify({ id: 'p-schema', listing: listing('x') }) },
+      { key: 'p-notimage', value: crawled('p-notimage', { imageBase64: Buffer.from('<html>not an image</html>').toString('base64') }) },
+      { key: 'p-slow', value: crawled('p-slow', { url: `${imagesUrl}/slow.jpg` }) },
+    ];
+    for (let i = 0; i < 10; i++) {
+      const bytes = await jpegOf(i % 2 ? 'spotted_skin' : 'plain_ceramic', 100 + i, 90, 200 + i);
+      messages.push({ key: `v${i}`, value: crawled(`v${i}`, { imageBase64: bytes.toString('base64') }) });
+    }
+    messages.push({ key: 'u-ok', value: crawled('u-ok', { url: `${imagesUrl}/ok.jpg` }) });
+    messages.push({ key: 'u-flaky', value: crawled('u-flaky', { url: `${imagesUrl}/flaky.jpg` }) });
+    await publish(brokers, names.topics.input, messages);
+
+    const validIds = messages.map((m) => m.key).filter((k) => !k.startsWith('p-'));
+    const records = await outputs.waitFor((r) => {
+      const results = new Set(r.filter((x) => x.topic === names.topics.results).map((x) => x.key));
+      const dlq = new Set(r.filter((x) => x.topic === names.topics.dlq).map((x) => x.key));
+      const flagged = r.filter((x) => x.topic === names.topics.results && (JSON.parse(x.value) as { flagged: boolean }).flagged).map((x) => x.key);
+      const reviewed = new Set(r.filter((x) => x.topic === names.topics.review).map((x) => x.key));
+      return validIds.every((id) => results.has(id)) && dlq.size >= 4 && flagged.every((id) => reviewed.has(id));
+    }, 60_000);
+
+    const results = records.filter((r) => r.topic === names.topics.results).map((r) => JSON.parse(r.value) as Record<string, any>);
+    const review = records.filter((r) => r.topic === names.topics.review).map((r) => JSON.parse(r.value) as Record<string, any>);
+    const dlq = new Map(records.filter((r) => r.topic === names.topics.dlq).map((r) => [r.key, JSON.parse(r.value) as Record<string, any>]));
+
+    assert.deepEqual([...new Set(results.map((d) => d.inputId))].sort(), validIds.sort());
+    for (const d of results) {
+      assert.equal(d.schema, 'images.screened/v1');
+      assert.match(d.image.sha256, /^[0-9a-f]{64}$/);
+      assert.equal(d.listing.platform, 'example-market');
+      assert.ok(d.classifiers[0].name && d.classifiers[0].version);
+      assert.ok(d.timings.crawlToDecisionMs >= 0);
+    }
+    const flaggedIds = results.filter((d) => d.flagged).map((d) => d.inputId).sort();
+    assert.deepEqual([...new Set(review.map((d) => d.inputId))].sort(), [...new Set(flaggedIds)].sort());
+    for (const d of review) {
+      assert.equal(d.schema, 'images.flagged/v1');
+      assert.ok(d.reasons.length > 0 && d.reasons.every((r: any) => r.score >= r.threshold));
+    }
+
+    assert.equal(dlq.get('p-notjson')?.code, 'MESSAGE_INVALID');
+    assert.match(dlq.get('p-notjson')?.reason, /not JSON/);
+    assert.equal(dlq.get('p-notjson')?.original.value, '{"id": "p-notjson", ');
+    assert.equal(dlq.get('p-schema')?.code, 'MESSAGE_INVALID');
+    assert.match(dlq.get('p-schema')?.reason, /crawledAt/);
+    assert.equal(dlq.get('p-notimage')?.code, 'IMAGE_UNSUPPORTED_FORMAT');
+    assert.equal(dlq.get('p-notimage')?.attempts, 1);
+    assert.equal(dlq.get('p-slow')?.code, 'FETCH_TIMEOUT');
+    assert.equal(dlq.get('p-slow')?.attempts, 3, 'a transient failure is retried before the DLQ');
+    assert.ok(!dlq.has('u-flaky'), 'one 503 then success is not dead-lettered');
+    assert.equal(dlq.get('p-slow')?.source.topic, names.topics.input);
+  });
+
+  test('/readyz and /metrics report the pipeline', async () => {
+    const ready = (await (await fetch(`${server.url}/readyz`)).json()) as { components: Record<string, string> };
+    assert.equal(ready.components.kafka, 'running');
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(text, /wildlife_kafka_messages_total\{outcome="dead_lettered",code="MESSAGE_INVALID"\} 2/);
+    assert.match(text, /wildlife_kafka_messages_total\{outcome="retried",code="FETCH_TIMEOUT"\} 2/);
+    assert.match(text, /wildlife_kafka_pipeline_state\{state="running"\} 1/);
+    assert.match(text, /wildlife_kafka_crawl_to_decision_seconds_count [1-9]/);
+    assert.match(text, /wildlife_images_screened_total\{source="kafka",flagged="(true|false)"\} \d+/);
+  });
+});

@@ -5,22 +5,17 @@
  * and off, reporting images/s, p50/p95/p99 and the ratio service ÷ best bare engine. --write also
  * stores the table in docs/BENCHMARKS.md.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../src/config.js';
 import { loadClassifier } from '../src/model/engine.js';
 import { discoverModelDirectories } from '../src/model/registry.js';
+import { fixturePhotos, httpLoad, startService } from './lib.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : undefined; };
 const SECONDS = Number(flag('seconds') ?? 6);
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
-}
 
 async function bareEngine(modelDir: string, batch: number): Promise<number> {
   const classifier = await loadClassifier(modelDir, { intraOpThreads: 0 });
@@ -39,62 +34,10 @@ async function bareEngine(modelDir: string, batch: number): Promise<number> {
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startService(modelDir: string, batching: boolean): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/main.ts')], {
-    env: { ...process.env, PORT: String(port), MODEL_DIRS: modelDir, BATCHING: batching ? 'on' : 'off', LOG_LEVEL: 'warn', CONFIG_FILE: path.join(REPO_ROOT, 'loadtest', 'bench-config.yaml') },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) return { url, child };
-    } catch { /* not listening yet */ }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  child.kill();
-  throw new Error('service did not become ready');
-}
-
-interface HttpResult { concurrency: number; imagesPerSecond: number; p50: number; p95: number; p99: number; errors: number }
-
-async function httpLoad(url: string, photos: Buffer[], concurrency: number): Promise<HttpResult> {
-  const latencies: number[] = [];
-  let errors = 0;
-  let next = 0;
-  const deadline = performance.now() + SECONDS * 1000;
-  const worker = async () => {
-    while (performance.now() < deadline) {
-      // A changing trailing byte keeps every request distinct even if a cache were on.
-      const photo = photos[next++ % photos.length]!;
-      const t0 = performance.now();
-      const res = await fetch(`${url}/v1/screen`, { method: 'POST', body: photo as unknown as BodyInit, headers: { 'content-type': 'image/jpeg' } });
-      await res.arrayBuffer();
-      if (res.ok) latencies.push(performance.now() - t0);
-      else errors++;
-    }
-  };
-  const started = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsed = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  return { concurrency, imagesPerSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), errors };
-}
-
 async function main() {
   const modelDir = flag('model') ?? (await discoverModelDirectories(path.join(REPO_ROOT, 'models')))[0];
   if (!modelDir) throw new Error('no model under models/; pass --model DIR');
-  const fixtures = path.join(REPO_ROOT, 'test', 'fixtures', 'met');
-  const photos = await Promise.all((await readdir(fixtures)).filter((f) => f.endsWith('.jpg')).map((f) => readFile(path.join(fixtures, f))));
+  const photos = await fixturePhotos();
   const lines: string[] = [];
   const log = (line: string) => { lines.push(line); process.stdout.write(`${line}\n`); };
   const manifest = JSON.parse(await readFile(path.join(modelDir, 'model.json'), 'utf8')) as { name: string; version: string; architecture: string; precision: string; input: { size: number } };
@@ -121,9 +64,9 @@ async function main() {
   for (const batching of [true, false]) {
     const { url, child } = await startService(modelDir, batching);
     try {
-      await httpLoad(url, photos, 2); // warm-up
+      await httpLoad(url, photos, 2, 2); // warm-up
       for (const concurrency of [1, 4, 8, 16]) {
-        const r = await httpLoad(url, photos, concurrency);
+        const r = await httpLoad(url, photos, concurrency, SECONDS);
         const ratio = r.imagesPerSecond / bestBare;
         if (ratio > best.ratio) best = { ratio, label: `batching ${batching ? 'on' : 'off'}, concurrency ${concurrency}` };
         log(`| ${batching ? 'on' : 'off'} | ${concurrency} | ${r.imagesPerSecond.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.errors} | ${ratio.toFixed(2)} |`);

@@ -3,6 +3,7 @@
  * every producer writes the same shapes. All carry a `schema` tag with a version, so consumers of
  * the output topics can evolve with us.
  */
+import { createHash } from 'node:crypto';
 import { Ajv } from 'ajv';
 import type { ScreenResult } from '../../screening/service.js';
 
@@ -113,13 +114,17 @@ export interface DeadLetter {
   retriable: boolean;
   attempts: number;
   source: { topic: string; partition: number; offset: string; key: string | null; timestamp: string };
-  /** The original value as text when it is UTF-8, else base64. */
-  original: { encoding: 'utf8' | 'base64'; value: string };
+  /** The original value as text when it is UTF-8, else base64; cut at MAX_DLQ_ORIGINAL_BYTES. */
+  original: { encoding: 'utf8' | 'base64'; value: string; bytes: number; sha256: string; truncated: boolean };
   failedAt: string;
 }
 
+/** Keeps dead letters well under the broker's record limit, whatever arrived. */
+export const MAX_DLQ_ORIGINAL_BYTES = 256 * 1024;
+
 export function deadLetterOf(args: { code: string; reason: string; retriable: boolean; attempts: number; topic: string; partition: number; offset: string; key: Buffer | null; timestamp: string; value: Buffer | null }): DeadLetter {
-  const value = args.value ?? Buffer.alloc(0);
+  const full = args.value ?? Buffer.alloc(0);
+  const value = full.subarray(0, MAX_DLQ_ORIGINAL_BYTES);
   const text = value.toString('utf8');
   const isText = Buffer.from(text, 'utf8').equals(value);
   return {
@@ -129,7 +134,13 @@ export function deadLetterOf(args: { code: string; reason: string; retriable: bo
     retriable: args.retriable,
     attempts: args.attempts,
     source: { topic: args.topic, partition: args.partition, offset: args.offset, key: args.key?.toString('utf8') ?? null, timestamp: args.timestamp },
-    original: isText ? { encoding: 'utf8', value: text } : { encoding: 'base64', value: value.toString('base64') },
+    original: {
+      encoding: isText ? 'utf8' : 'base64',
+      value: isText ? text : value.toString('base64'),
+      bytes: full.length,
+      sha256: createHash('sha256').update(full).digest('hex'),
+      truncated: full.length > value.length,
+    },
     failedAt: new Date().toISOString(),
   };
 }

@@ -2,7 +2,7 @@
  * Small Kafka utilities for tests, the load generator and operators, so that kafkajs stays confined
  * to this folder: publish messages, and collect what arrives on topics.
  */
-import { Kafka, logLevel, type Consumer } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Consumer } from 'kafkajs';
 
 export interface TopicRecord { topic: string; partition: number; offset: string; key: string | null; value: string }
 
@@ -22,13 +22,27 @@ export async function createTopics(brokers: readonly string[], topics: string[],
   }
 }
 
-/** Publishes messages (acks=all, idempotent) in chunks; returns how many were sent. */
-export async function publish(brokers: readonly string[], topic: string, messages: Array<{ key: string; value: string | Buffer }>, chunk = 500): Promise<number> {
-  const producer = client(brokers, 'wildlife-publisher').producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+/** Stays under the broker's default 1 MiB record-batch limit. */
+const MAX_REQUEST_BYTES = 768 * 1024;
+
+/** Publishes messages (acks=all, idempotent) in size-bounded requests; returns how many were sent. */
+export async function publish(brokers: readonly string[], topic: string, messages: Array<{ key: string; value: string | Buffer }>): Promise<number> {
+  const producer = client(brokers, 'wildlife-publisher').producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   try {
-    for (let i = 0; i < messages.length; i += chunk) {
-      await producer.send({ topic, acks: -1, messages: messages.slice(i, i + chunk) });
+    let pending: typeof messages = [];
+    let bytes = 0;
+    for (const message of [...messages, null]) {
+      const size = message ? message.key.length + message.value.length : 0;
+      if (pending.length && (!message || bytes + size > MAX_REQUEST_BYTES)) {
+        await producer.send({ topic, acks: -1, messages: pending });
+        pending = [];
+        bytes = 0;
+      }
+      if (message) {
+        pending.push(message);
+        bytes += size;
+      }
     }
     return messages.length;
   } finally {

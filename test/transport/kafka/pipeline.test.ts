@@ -117,3 +117,30 @@ describe('the Kafka pipeline on a real broker', () => {
     assert.match(text, /wildlife_images_screened_total\{source="kafka",flagged="(true|false)"\} \d+/);
   });
 });
+
+describe('Kafka backpressure', () => {
+  test('the input pauses while the bulk queue is above the high-water mark and resumes below the low one', async () => {
+    const brokers = await kafkaBrokers();
+    const names = uniqueTopics('pressure');
+    const server = await startTestServer({
+      batching: { maxBatchSize: 2, preferredBatchSizes: [2] },
+      kafka: { brokers, ...names, partitions: 1, partitionsConsumedConcurrently: 1, concurrency: 16, highWater: 3, lowWater: 1 },
+    });
+    const states: string[] = [];
+    server.kafka!.on('state', (e) => states.push(e.state));
+    const outputs = await collect(brokers, [names.topics.results]);
+    try {
+      const input = await Promise.all(Array.from({ length: 48 }, async (_, i) => ({
+        key: `b${i}`,
+        value: crawled(`b${i}`, { imageBase64: (await jpegOf('spotted_skin', 96, 96, 500 + i)).toString('base64') }),
+      })));
+      await publish(brokers, names.topics.input, input);
+      await outputs.waitFor((r) => new Set(r.map((x) => x.key)).size === 48, 90_000);
+      assert.ok(states.includes('paused'), `states seen: ${states.join(' → ')}`);
+      assert.equal(states.at(-1), 'running');
+    } finally {
+      await outputs.close();
+      await server.close();
+    }
+  });
+});

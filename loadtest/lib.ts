@@ -1,0 +1,65 @@
+/** Shared by the benchmarks: a service in its own process, and an HTTP load loop. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { REPO_ROOT } from '../src/config.js';
+
+export function percentile(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startService(modelDir: string, batching: boolean, env: NodeJS.ProcessEnv = {}): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/main.ts')], {
+    env: { ...process.env, PORT: String(port), MODEL_DIRS: modelDir, BATCHING: batching ? 'on' : 'off', LOG_LEVEL: 'warn', CONFIG_FILE: path.join(REPO_ROOT, 'loadtest', 'bench-config.yaml'), ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) return { url, child };
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  child.kill();
+  throw new Error('service did not become ready');
+}
+
+export interface HttpResult { concurrency: number; imagesPerSecond: number; p50: number; p95: number; p99: number; errors: number }
+
+export async function httpLoad(url: string, photos: Buffer[], concurrency: number, seconds: number): Promise<HttpResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  let next = 0;
+  const deadline = performance.now() + seconds * 1000;
+  const worker = async () => {
+    while (performance.now() < deadline) {
+      const photo = photos[next++ % photos.length]!;
+      const t0 = performance.now();
+      const res = await fetch(`${url}/v1/screen`, { method: 'POST', body: photo as unknown as BodyInit, headers: { 'content-type': 'image/jpeg' } });
+      await res.arrayBuffer();
+      if (res.ok) latencies.push(performance.now() - t0);
+      else errors++;
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { concurrency, imagesPerSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), errors };
+}
+
+export async function fixturePhotos(): Promise<Buffer[]> {
+  const dir = path.join(REPO_ROOT, 'test', 'fixtures', 'met');
+  return Promise.all((await readdir(dir)).filter((f) => f.endsWith('.jpg')).map((f) => readFile(path.join(dir, f))));
+}

@@ -163,7 +163,7 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     }
   }
 
-  private async eachBatch({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const size = this.settings.concurrency;
     for (let i = 0; i < batch.messages.length; i += size) {
       // Paused or rebalanced: leave the rest unresolved; it is fetched again later.
@@ -177,8 +177,11 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
         this.emit('message', { outcome: h.outcome, code: h.code });
         if (h.crawlToDecisionMs !== undefined) this.emit('decision', { crawlToDecisionMs: h.crawlToDecisionMs });
       }
-      resolveOffset(chunk[chunk.length - 1]!.offset);
-      await commitOffsetsIfNecessary();
+      const last = chunk[chunk.length - 1]!.offset;
+      resolveOffset(last);
+      // With autoCommit off, kafkajs commits nothing by itself: commit the chunk now that its
+      // outputs are acknowledged (the committed offset is the next one to read).
+      await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
       await heartbeat();
     }
   }

@@ -36,7 +36,7 @@ describe('the Kafka pipeline on a real broker', () => {
     imagesUrl = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
     server = await startTestServer({
       fetch: { allowlist: ['127.0.0.1'], timeoutMs: 400 },
-      kafka: { brokers, ...names, partitions: 2, maxAttempts: 3, retryBackoffMs: 50 },
+      kafka: { brokers, ...names, partitions: 2, maxAttempts: 3, retryBackoffMs: 50, lagIntervalMs: 300 },
     });
     for (let i = 0; i < 120 && server.kafka?.state() !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
     assert.equal(server.kafka?.state(), 'running');
@@ -114,6 +114,7 @@ describe('the Kafka pipeline on a real broker', () => {
     assert.match(text, /wildlife_kafka_messages_total\{outcome="retried",code="FETCH_TIMEOUT"\} 2/);
     assert.match(text, /wildlife_kafka_pipeline_state\{state="running"\} 1/);
     assert.match(text, /wildlife_kafka_crawl_to_decision_seconds_count [1-9]/);
+    assert.match(text, new RegExp(`wildlife_kafka_consumer_lag\\{topic="${names.topics.input.replaceAll('.', '\\.')}",partition="[01]"\\} 0`));
     assert.match(text, /wildlife_images_screened_total\{source="kafka",flagged="(true|false)"\} \d+/);
   });
 });

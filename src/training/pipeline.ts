@@ -152,7 +152,7 @@ export async function quantizeModelDir(fp32Dir: string, int8Dir: string, calibra
     dir: int8Dir,
     manifest: {
       ...rest,
-      name: source.name.endsWith('-int8') ? source.name : `${source.name}-int8`,
+      // Same name, other precision: the manifest's `precision` tells them apart.
       precision: 'int8',
       training: { ...source.training, quantization: { ...result, from: { name: source.name, version: source.version, sha256: source.sha256 } } },
       metrics: {},

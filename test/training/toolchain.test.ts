@@ -122,13 +122,17 @@ describe('the tiny end-to-end training run (ResNet18_vd, 64 px, 2 epochs)', () =
     assert.match(await readFile(path.join(tmp, 'report.html'), 'utf8'), /Confusion matrix/);
   });
 
-  test('eval --calibrate writes per-label thresholds and metrics into model.json', async () => {
+  test('eval --calibrate writes per-label thresholds, and --record the metrics, into model.json', async () => {
     await run('npx', ['tsx', 'src/training/cli/eval.ts', '--model', modelDir(), '--data', data.root,
-      '--labels', data.labels, '--split', 'val', '--calibrate', '0.9', '--report', path.join(tmp, 'r2.html')], { cwd: REPO_ROOT });
+      '--labels', data.labels, '--split', 'train', '--calibrate', '0.9', '--report', path.join(tmp, 'r2.html')], { cwd: REPO_ROOT });
+    await run('npx', ['tsx', 'src/training/cli/eval.ts', '--model', modelDir(), '--data', data.root,
+      '--labels', data.labels, '--split', 'val', '--record', '--report', path.join(tmp, 'r3.html')], { cwd: REPO_ROOT });
     const manifest = await readManifest(modelDir());
-    const calibration = manifest.metrics.calibration as { target_precision: number };
+    const calibration = manifest.metrics.calibration as { target_precision: number; data: string };
     assert.equal(calibration.target_precision, 0.9);
-    assert.ok(manifest.metrics.eval);
+    assert.match(calibration.data, /split train$/);
+    assert.equal((manifest.metrics.eval as { n: number; data: string }).n, 12);
+    assert.match((manifest.metrics.eval as { data: string }).data, /split val$/);
     for (const label of manifest.labels.filter((l) => l.trade_relevant)) {
       assert.ok(label.threshold !== null && label.threshold >= 0 && label.threshold <= 1);
     }

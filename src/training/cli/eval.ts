@@ -3,7 +3,8 @@
  *                 [--calibrate 0.9] [--report FILE]
  * Evaluates through the serving preprocessing and engine. --json prints exactly one JSON object on
  * stdout (progress goes to stderr). --calibrate sets per-label thresholds for a target flag
- * precision and writes them, with the metrics, into the model's model.json.
+ * precision on this data and writes them into model.json; --record writes the metrics there.
+ * Calibrate on one split and --record on another, so the recorded numbers are not optimistic.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -22,7 +23,8 @@ runCli(async () => {
     labels: { type: 'string', help: 'labels CSV (path,class[,trade_relevant,split]); omit for an image folder' },
     split: { type: 'string', help: 'only rows of this split (e.g. val)' },
     json: { type: 'boolean', help: 'print one JSON object on stdout' },
-    calibrate: { type: 'string', help: 'target flag precision (0–1): calibrate thresholds and write them into model.json' },
+    calibrate: { type: 'string', help: 'target flag precision (0–1): calibrate thresholds on this data and write them into model.json' },
+    record: { type: 'boolean', help: 'write these metrics into model.json (metrics.eval)' },
     report: { type: 'string', help: 'HTML report path (default runs/eval/<model>-<version>-<split>.html)' },
     threads: { type: 'string', help: 'ONNX Runtime intra-op threads (default: all cores)' },
   }, 'usage: npm run eval -- --model DIR --data ROOT [--labels CSV] [--split val] [--json]');
@@ -51,23 +53,23 @@ runCli(async () => {
     const reportPath = String(flags.report ?? path.join('runs', 'eval', `${m.name}-${m.version}-${String(flags.split ?? 'all')}.html`));
     await mkdir(path.dirname(reportPath), { recursive: true });
     await writeFile(reportPath, renderReport(report, calibration));
-    if (calibration) {
+    const dataName = `${path.basename(path.resolve(String(flags.data)))}${flags.split ? ` split ${String(flags.split)}` : ''}`;
+    if (calibration || flags.record) {
       const fresh = await readManifest(modelDir);
-      await writeManifest(modelDir, {
-        ...fresh,
-        labels: effectiveLabels,
-        metrics: {
-          ...fresh.metrics,
-          eval: {
-            data: `${path.basename(path.resolve(String(flags.data)))}${flags.split ? ` split ${String(flags.split)}` : ''}`,
-            n: report.n, top1: report.top1, flag: report.flag,
-            per_class_f1: Object.fromEntries(Object.entries(report.perClass).map(([k, v]) => [k, Number(v.f1.toFixed(4))])),
-            images_per_second: Number(report.speed.inferenceImagesPerSecond.toFixed(2)),
-            evaluated: new Date().toISOString(),
-          },
-          calibration: { target_precision: calibration.targetPrecision, reached: calibration.reached, common_threshold: calibration.commonThreshold, before: calibration.before, after: calibration.after, note: calibration.note },
-        },
-      });
+      const metrics = { ...fresh.metrics };
+      if (flags.record) {
+        metrics.eval = {
+          data: dataName,
+          n: report.n, top1: report.top1, flag: report.flag,
+          per_class_f1: Object.fromEntries(Object.entries(report.perClass).map(([k, v]) => [k, Number(v.f1.toFixed(4))])),
+          inference_images_per_second: Number(report.speed.inferenceImagesPerSecond.toFixed(2)),
+          evaluated: new Date().toISOString(),
+        };
+      }
+      if (calibration) {
+        metrics.calibration = { data: dataName, target_precision: calibration.targetPrecision, reached: calibration.reached, common_threshold: calibration.commonThreshold, before: calibration.before, after: calibration.after, note: calibration.note };
+      }
+      await writeManifest(modelDir, { ...fresh, labels: calibration ? effectiveLabels : fresh.labels, metrics });
     }
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ ...report, calibration, report: reportPath })}\n`);

@@ -83,11 +83,13 @@ export class ConfigError extends Error {
   }
 }
 
-function describe(e: ErrorObject): string {
+/** One line per schema error, named by dotted path: shared by every config this project validates. */
+export function describeSchemaError(e: ErrorObject): string {
   const where = e.instancePath ? e.instancePath.slice(1).replaceAll('/', '.') : '(top level)';
   if (e.keyword === 'additionalProperties') return `${where}: unknown key "${String(e.params.additionalProperty)}"`;
   if (e.keyword === 'required') return `${where}: missing key "${String(e.params.missingProperty)}"`;
   if (e.keyword === 'enum') return `${where}: must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`;
+  if (e.keyword === 'const') return `${where}: must be ${JSON.stringify(e.params.allowedValue)}`;
   return `${where}: ${e.message ?? 'is invalid'}`;
 }
 
@@ -147,7 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Reco
   }
   for (const [sec, values] of Object.entries(overrides)) config[sec] = { ...(config[sec] as object), ...values };
   config.production = env.NODE_ENV === 'production';
-  const problems = validate(config) ? [] : [...new Set((validate.errors ?? []).map(describe))];
+  const problems = validate(config) ? [] : [...new Set((validate.errors ?? []).map(describeSchemaError))];
   if (problems.length === 0) {
     const c = config as unknown as ServiceConfig;
     if (c.production && c.auth.apiKeys.length === 0) problems.push('auth.apiKeys: NODE_ENV=production requires API keys (set API_KEYS)');

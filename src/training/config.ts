@@ -4,7 +4,8 @@
  * are all reported together, so a config is fixed in one pass.
  */
 import { readFile } from 'node:fs/promises';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv } from 'ajv';
+import { describeSchemaError } from '../config.js';
 import { parse as parseYaml } from 'yaml';
 import { ScreeningError } from '../errors.js';
 import { ARCHITECTURES } from '../model/manifest.js';
@@ -135,17 +136,8 @@ export interface TrainConfig {
 const ajv = new Ajv({ allErrors: true, strict: false });
 const validate = ajv.compile(TRAIN_CONFIG_SCHEMA);
 
-function describe(e: ErrorObject): string {
-  const where = e.instancePath ? e.instancePath.slice(1).replaceAll('/', '.') : '(top level)';
-  if (e.keyword === 'additionalProperties') return `${where}: unknown key "${String(e.params.additionalProperty)}"`;
-  if (e.keyword === 'required') return `${where}: missing key "${String(e.params.missingProperty)}"`;
-  if (e.keyword === 'enum') return `${where}: must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`;
-  if (e.keyword === 'const') return `${where}: must be ${JSON.stringify(e.params.allowedValue)}`;
-  return `${where}: ${e.message ?? 'is invalid'}`;
-}
-
 export function trainConfigProblems(value: unknown): string[] {
-  const problems = validate(value) ? [] : [...new Set((validate.errors ?? []).map(describe))];
+  const problems = validate(value) ? [] : [...new Set((validate.errors ?? []).map(describeSchemaError))];
   if (problems.length === 0) {
     const cfg = value as TrainConfig;
     if (cfg.Global.resize_short < cfg.Global.image_size) problems.push('Global.resize_short: must be at least Global.image_size');

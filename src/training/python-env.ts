@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../config.js';
 import { ScreeningError } from '../errors.js';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { REPO_ROOT };
 export const PYTHON_SRC = path.join(REPO_ROOT, 'src', 'training', 'python');
 export const REQUIREMENTS = path.join(PYTHON_SRC, 'requirements.txt');
 export const VENV_DIR = process.env.WILDLIFE_VENV ? path.resolve(process.env.WILDLIFE_VENV) : path.join(REPO_ROOT, '.venv');

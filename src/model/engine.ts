@@ -130,6 +130,9 @@ export async function loadClassifier(directory: string, options: EngineOptions =
       intraOpNumThreads: options.intraOpThreads ?? 0,
       interOpNumThreads: 1,
       graphOptimizationLevel: options.graphOptimization ?? 'all',
+      // Weight-only INT8: let constant folding turn the DequantizeLinear nodes into FP32 weights at
+      // load (measured: 92 vs 65 images/s on ResNet50_vd), instead of dequantizing every run.
+      ...(manifest.quantization?.method === 'weights' ? { extra: { session: { disable_quant_qdq: '1' } } } : {}),
     });
   } catch (cause) {
     throw new ScreeningError('MODEL_LOAD_FAILED', `${onnxPath}: ${(cause as Error).message}`, { cause });

@@ -34,6 +34,8 @@ export interface ModelManifest {
   version: string;
   architecture: (typeof ARCHITECTURES)[number];
   precision: 'fp32' | 'fp16' | 'int8';
+  /** How an INT8 model was quantized; "weights" asks the engine to fold the dequantization at load. */
+  quantization?: { method: 'weights' | 'static' };
   input: { name: string; size: number; layout: 'NCHW'; channels: 'RGB' };
   output: { name: string; kind: 'logits' };
   preprocess: PreprocessSpec;
@@ -57,6 +59,7 @@ const MANIFEST_SCHEMA = {
     version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+([-+][0-9A-Za-z.-]+)?$' },
     architecture: { enum: ARCHITECTURES },
     precision: { enum: ['fp32', 'fp16', 'int8'] },
+    quantization: { type: 'object', additionalProperties: false, required: ['method'], properties: { method: { enum: ['weights', 'static'] } } },
     input: {
       type: 'object', additionalProperties: false, required: ['name', 'size', 'layout', 'channels'],
       properties: {
@@ -116,6 +119,7 @@ export function manifestProblems(value: unknown): string[] {
     if (label.trade_relevant && label.threshold === null) problems.push(`/labels ${label.name} is trade-relevant but has no threshold`);
   }
   if (m.preprocess.resize_short < m.input.size) problems.push('/preprocess resize_short must be at least input.size');
+  if ((m.precision === 'int8') !== (m.quantization !== undefined)) problems.push('/quantization is required for int8 models and only for them');
   return problems;
 }
 

@@ -119,7 +119,8 @@ export function score(predictions: readonly Prediction[], labels: readonly Label
 }
 
 export interface Calibration {
-  targetPrecision: number;
+  /** A flag precision to reach, or null when the threshold maximises flag F1. */
+  targetPrecision: number | null;
   reached: boolean;
   commonThreshold: number;
   thresholds: Record<string, number>;
@@ -136,7 +137,7 @@ const MIN_LABEL_FLAGS = 5;
  * each label whose own flags miss the target (with at least MIN_LABEL_FLAGS of them) is raised
  * until they reach it. Calibrated on the data given: report its numbers as such.
  */
-export function calibrate(predictions: readonly Prediction[], labels: readonly LabelSpec[], targetPrecision: number): Calibration {
+export function calibrate(predictions: readonly Prediction[], labels: readonly LabelSpec[], targetPrecision: number | null): Calibration {
   const relevantIdx = labels.flatMap((l, i) => (l.trade_relevant ? [i] : []));
   const top = predictions.map((p) => {
     let best = relevantIdx[0] ?? 0;
@@ -158,16 +159,17 @@ export function calibrate(predictions: readonly Prediction[], labels: readonly L
   let bestF1 = -1;
   for (const t of candidates) {
     const m = countsAt(labels.map(() => t));
-    if (m.tp > 0 && m.precision >= targetPrecision) { common = t; reached = true; break; }
+    if (targetPrecision !== null && m.tp > 0 && m.precision >= targetPrecision) { common = t; reached = true; break; }
     if (m.f1 > bestF1) { bestF1 = m.f1; common = t; }
   }
+  if (targetPrecision === null) reached = true;
   const thresholds = labels.map((l) => (l.trade_relevant ? common : 1.1));
-  for (const i of relevantIdx) {
+  for (const i of targetPrecision === null ? [] : relevantIdx) {
     const mine = top.filter((t) => t.label === i && t.score >= thresholds[i]!).sort((a, b) => a.score - b.score);
     if (mine.length < MIN_LABEL_FLAGS) continue;
     for (let k = 0; k < mine.length; k++) {
       const rest = mine.slice(k);
-      if (ratio(rest.filter((t) => t.relevant).length, rest.length) >= targetPrecision) {
+      if (ratio(rest.filter((t) => t.relevant).length, rest.length) >= targetPrecision!) {
         thresholds[i] = Math.max(thresholds[i]!, mine[k]!.score);
         break;
       }
@@ -184,8 +186,10 @@ export function calibrate(predictions: readonly Prediction[], labels: readonly L
     thresholds: out,
     before,
     after,
-    note: reached
-      ? 'Thresholds reach the target flag precision on the calibration data; expect somewhat less on new data.'
-      : `No threshold reaches precision ${targetPrecision} on this data; the best-F1 threshold was used instead.`,
+    note: targetPrecision === null
+      ? 'One threshold for every trade-relevant label, the one with the best flag F1 on the calibration data.'
+      : reached
+        ? 'Thresholds reach the target flag precision on the calibration data; expect somewhat less on new data.'
+        : `No threshold reaches precision ${targetPrecision} on this data; the best-F1 threshold was used instead.`,
   };
 }

@@ -55,6 +55,7 @@ export interface TrainOptions {
   version: string;
   /** Also write an INT8 model directory here. */
   int8Out?: string;
+  int8Method?: QuantizationMethod;
   threads?: number;
   /** Extra provenance recorded in model.json's training section. */
   dataDescription?: string;
@@ -66,7 +67,13 @@ export interface TrainResult {
   summary: TrainingSummary;
 }
 
-export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
+/** Python runs in its own working directory: every path handed to it must be absolute. */
+function absolute(opts: TrainOptions): TrainOptions {
+  return { ...opts, out: path.resolve(opts.out), workDir: path.resolve(opts.workDir), dataRoot: opts.dataRoot && path.resolve(opts.dataRoot), int8Out: opts.int8Out && path.resolve(opts.int8Out) };
+}
+
+export async function trainModel(options: TrainOptions): Promise<TrainResult> {
+  const opts = absolute(options);
   await requireEnv();
   await mkdir(opts.workDir, { recursive: true });
   const configJson = path.join(opts.workDir, 'config.json');
@@ -87,7 +94,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
 }
 
 /** Export + manifests for a finished run (also usable on a run finished earlier, e.g. in the background). */
-export async function finishTraining(opts: TrainOptions): Promise<TrainResult> {
+export async function finishTraining(options: TrainOptions): Promise<TrainResult> {
+  const opts = absolute(options);
   const summary = JSON.parse(await readFile(path.join(opts.workDir, 'training.json'), 'utf8')) as TrainingSummary;
   const labels = defaultLabels(summary.classes, summary.trade_relevant);
   await mkdir(opts.out, { recursive: true });
@@ -122,30 +130,33 @@ export async function finishTraining(opts: TrainOptions): Promise<TrainResult> {
   const fp32 = await writeModelDir({ dir: opts.out, manifest: { ...base, precision: 'fp32' } });
   let int8: ModelManifest | undefined;
   if (opts.int8Out) {
-    int8 = await quantizeModelDir(opts.out, opts.int8Out, summary.calibration, path.join(opts.workDir, 'calibration.json'));
+    int8 = await quantizeModelDir(opts.out, opts.int8Out, summary.calibration, path.join(opts.workDir, 'calibration.json'), 200, opts.int8Method);
   }
   return { fp32, int8, summary };
 }
 
 export async function exportOnnx(weights: string, arch: string, classNum: number, out: string, allowHeadReinit = false): Promise<ExportResult> {
   await requireEnv();
-  const args = ['export', '--weights', weights, '--arch', arch, '--class-num', String(classNum), '--out', out];
+  const args = ['export', '--weights', path.resolve(weights), '--arch', arch, '--class-num', String(classNum), '--out', path.resolve(out)];
   if (allowHeadReinit) args.push('--allow-head-reinit');
   return wildtrainJson<ExportResult>(args);
 }
 
-/** INT8 copy of an FP32 model directory, calibrated on the given images. */
-export async function quantizeModelDir(fp32Dir: string, int8Dir: string, calibrationImages: string[], calibrationFile: string, count = 200): Promise<ModelManifest> {
+export type QuantizationMethod = 'weights' | 'static';
+
+/** INT8 copy of an FP32 model directory (static quantization is calibrated on the given images). */
+export async function quantizeModelDir(fp32Input: string, int8Input: string, calibrationImages: string[], calibrationInput: string, count = 200, method: QuantizationMethod = 'weights'): Promise<ModelManifest> {
   await requireEnv();
+  const [fp32Dir, int8Dir, calibrationFile] = [fp32Input, int8Input, calibrationInput].map((p) => path.resolve(p)) as [string, string, string];
   const source = await readManifest(fp32Dir);
   await mkdir(int8Dir, { recursive: true });
-  await writeFile(calibrationFile, JSON.stringify(calibrationImages));
-  const result = await wildtrainJson<{ calibration_images: number; method: string }>([
+  await writeFile(calibrationFile, JSON.stringify(calibrationImages.map((p) => path.resolve(p))));
+  const result = await wildtrainJson<{ method: QuantizationMethod; detail: string; calibration_images?: number }>([
     'quantize', '--onnx', path.join(fp32Dir, ONNX_FILE), '--out', path.join(int8Dir, ONNX_FILE),
     '--calibration', calibrationFile, '--image-size', String(source.input.size),
     '--resize-short', String(source.preprocess.resize_short),
     '--mean', JSON.stringify(source.preprocess.mean), '--std', JSON.stringify(source.preprocess.std),
-    '--count', String(count),
+    '--count', String(count), '--method', method,
   ]);
   const { sha256: _sha, created: _created, schema_version: _v, ...rest } = source;
   return writeModelDir({
@@ -154,6 +165,7 @@ export async function quantizeModelDir(fp32Dir: string, int8Dir: string, calibra
       ...rest,
       // Same name, other precision: the manifest's `precision` tells them apart.
       precision: 'int8',
+      quantization: { method: result.method },
       training: { ...source.training, quantization: { ...result, from: { name: source.name, version: source.version, sha256: source.sha256 } } },
       metrics: {},
     },
@@ -211,10 +223,10 @@ export async function importPdparams(opts: ImportOptions): Promise<ImportResult>
 /** Reference logits from Paddle itself, for parity checks against the ONNX engine. */
 export async function paddleLogits(weights: string, arch: string, classNum: number, inputNpy: string, outNpy: string): Promise<void> {
   await requireEnv();
-  await (await runWildtrain(['logits', '--weights', weights, '--arch', arch, '--class-num', String(classNum), '--input', inputNpy, '--out', outNpy])).done;
+  await (await runWildtrain(['logits', '--weights', path.resolve(weights), '--arch', arch, '--class-num', String(classNum), '--input', path.resolve(inputNpy), '--out', path.resolve(outNpy)])).done;
 }
 
 export async function generateWeights(arch: string, classNum: number, seed: number, out: string): Promise<void> {
   await requireEnv();
-  await (await runWildtrain(['init', '--arch', arch, '--class-num', String(classNum), '--seed', String(seed), '--out', out])).done;
+  await (await runWildtrain(['init', '--arch', arch, '--class-num', String(classNum), '--seed', String(seed), '--out', path.resolve(out)])).done;
 }

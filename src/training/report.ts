@@ -20,7 +20,7 @@ export function renderReport(report: EvalReport, calibration?: Calibration): str
     `<tr><td>${esc(label)}</td><td>${m.support}</td><td>${pct(m.precision)}</td><td>${pct(m.recall)}</td><td>${m.f1.toFixed(3)}</td></tr>`).join('');
   const f = report.flag;
   const cal = calibration
-    ? `<h2>Threshold calibration (target flag precision ${pct(calibration.targetPrecision)})</h2><p>${esc(calibration.note)}</p>
+    ? `<h2>Threshold calibration (${calibration.targetPrecision === null ? 'best flag F1' : `target flag precision ${pct(calibration.targetPrecision)}`})</h2><p>${esc(calibration.note)}</p>
        <p>Before: P ${pct(calibration.before.precision)} R ${pct(calibration.before.recall)} F1 ${calibration.before.f1.toFixed(3)} —
        after: P ${pct(calibration.after.precision)} R ${pct(calibration.after.recall)} F1 ${calibration.after.f1.toFixed(3)}</p>`
     : '';

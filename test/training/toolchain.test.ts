@@ -109,6 +109,19 @@ describe('the tiny end-to-end training run (ResNet18_vd, 64 px, 2 epochs)', () =
     }
   });
 
+  test('static INT8 quantization (calibrated QDQ) is available too, and says which method it used', async () => {
+    const { quantizeModelDir } = await import('../../src/training/pipeline.js');
+    const dataset = await readDataset({ root: data.root, labels: data.labels, split: 'train' });
+    const dir = path.join(tmp, 'model-static');
+    const manifest = await quantizeModelDir(modelDir(), dir, dataset.samples.map((s) => s.path), path.join(tmp, 'calib.json'), 16, 'static');
+    assert.deepEqual(manifest.quantization, { method: 'static' });
+    assert.equal((await readManifest(path.join(tmp, 'model-int8'))).quantization?.method, 'weights');
+    const classifier = await loadClassifier(dir);
+    const out = await classifier.classify(new Float32Array(classifier.inputLength), 1);
+    assert.equal(out[0]!.probabilities.length, 3);
+    await classifier.dispose();
+  });
+
   test('npm run eval --json prints exactly one JSON object with the documented fields', async () => {
     const { stdout } = await run('npx', ['tsx', 'src/training/cli/eval.ts', '--model', modelDir(), '--data', data.root,
       '--labels', data.labels, '--split', 'val', '--json', '--report', path.join(tmp, 'report.html')], { cwd: REPO_ROOT });

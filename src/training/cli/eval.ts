@@ -23,13 +23,13 @@ runCli(async () => {
     labels: { type: 'string', help: 'labels CSV (path,class[,trade_relevant,split]); omit for an image folder' },
     split: { type: 'string', help: 'only rows of this split (e.g. val)' },
     json: { type: 'boolean', help: 'print one JSON object on stdout' },
-    calibrate: { type: 'string', help: 'target flag precision (0–1): calibrate thresholds on this data and write them into model.json' },
+    calibrate: { type: 'string', help: 'target flag precision (0–1), or "f1" for the best-F1 threshold: calibrate on this data and write the thresholds into model.json' },
     record: { type: 'boolean', help: 'write these metrics into model.json (metrics.eval)' },
     report: { type: 'string', help: 'HTML report path (default runs/eval/<model>-<version>-<split>.html)' },
     threads: { type: 'string', help: 'ONNX Runtime intra-op threads (default: all cores)' },
   }, 'usage: npm run eval -- --model DIR --data ROOT [--labels CSV] [--split val] [--json]');
-  const target = flags.calibrate === undefined ? undefined : Number(flags.calibrate);
-  if (target !== undefined && !(target > 0 && target < 1)) throw new ScreeningError('CLI_USAGE', '--calibrate takes a precision between 0 and 1, e.g. 0.9.');
+  const target = flags.calibrate === undefined ? undefined : flags.calibrate === 'f1' ? null : Number(flags.calibrate);
+  if (typeof target === 'number' && !(target > 0 && target < 1)) throw new ScreeningError('CLI_USAGE', '--calibrate takes a precision between 0 and 1 (e.g. 0.9) or "f1".');
   const modelDir = String(flags.model);
   const dataset = await readDataset({ root: String(flags.data), labels: flags.labels ? String(flags.labels) : undefined, split: flags.split ? String(flags.split) : null });
   if (dataset.samples.length === 0) throw new ScreeningError('DATASET_INVALID', `no images${flags.split ? ` in split ${String(flags.split)}` : ''}.`);
@@ -78,7 +78,7 @@ runCli(async () => {
       process.stdout.write([
         `${m.name} ${m.version} (${m.architecture}, ${m.precision}) on ${report.n} images${skipped.length ? ` (${skipped.length} skipped)` : ''}`,
         `top-1 ${(report.top1 * 100).toFixed(1)}%   flag precision ${(f.precision * 100).toFixed(1)}%  recall ${(f.recall * 100).toFixed(1)}%  F1 ${f.f1.toFixed(3)}`,
-        calibration ? `calibrated for precision ${calibration.targetPrecision}: ${calibration.note}` : '',
+        calibration ? `calibrated (${calibration.targetPrecision === null ? 'best F1' : `precision ${calibration.targetPrecision}`}): ${calibration.note}` : '',
         `${report.speed.inferenceImagesPerSecond.toFixed(1)} images/s inference; report: ${reportPath}`,
       ].filter(Boolean).join('\n') + '\n');
     }

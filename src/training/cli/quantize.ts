@@ -1,5 +1,6 @@
 /** npm run model:quantize -- --model DIR --calibration-data ROOT [--labels CSV] [--out DIR] */
 import path from 'node:path';
+import { ScreeningError } from '../../errors.js';
 import { readDataset } from '../dataset.js';
 import { quantizeModelDir } from '../pipeline.js';
 import { parseFlags, runCli } from './args.js';
@@ -11,11 +12,14 @@ runCli(async () => {
     labels: { type: 'string', help: 'labels CSV (default: image folder layout)' },
     split: { type: 'string', help: 'CSV split to calibrate on (default train)' },
     out: { type: 'string', help: 'INT8 model directory (default <model>-int8)' },
-    count: { type: 'string', help: 'calibration images (default 200)' },
+    count: { type: 'string', help: 'calibration images for --method static (default 200)' },
+    method: { type: 'string', help: 'weights (default: INT8 weights, FP32 activations) or static (calibrated QDQ)' },
   }, 'usage: npm run model:quantize -- --model DIR --data ROOT [--labels CSV]');
   const model = String(flags.model).replace(/\/$/, '');
   const dataset = await readDataset({ root: String(flags.data), labels: flags.labels ? String(flags.labels) : undefined, split: String(flags.split ?? 'train') });
   const out = String(flags.out ?? `${model}-int8`);
-  const manifest = await quantizeModelDir(model, out, dataset.samples.map((s) => s.path), path.join(out, '..', `.${path.basename(out)}.calibration.json`), Number(flags.count ?? 200));
+  const method = String(flags.method ?? 'weights');
+  if (method !== 'weights' && method !== 'static') throw new ScreeningError('CLI_USAGE', '--method must be weights or static.');
+  const manifest = await quantizeModelDir(model, out, dataset.samples.map((s) => s.path), path.join(out, '..', `.${path.basename(out)}.calibration.json`), Number(flags.count ?? 200), method);
   process.stderr.write(`wrote ${out} (${manifest.precision}, sha256 ${manifest.sha256.slice(0, 12)}…)\n`);
 });

@@ -20,6 +20,7 @@ runCli(async () => {
     version: { type: 'string', help: 'model version (default 0.1.0)' },
     resume: { type: 'boolean', help: 'continue from the last checkpoint in the work directory' },
     int8: { type: 'boolean', help: 'also write an INT8 model directory (<out>-int8)' },
+    'int8-method': { type: 'string', help: 'weights (default) or static' },
     'export-only': { type: 'boolean', help: 'skip training; export the finished run in the work directory' },
     threads: { type: 'string', help: 'CPU threads for Paddle (default 2)' },
   }, USAGE);
@@ -37,6 +38,7 @@ runCli(async () => {
     name: String(flags.name ?? base),
     version: String(flags.version ?? '0.1.0'),
     int8Out: flags.int8 ? `${out.replace(/\/$/, '')}-int8` : undefined,
+    int8Method: flags['int8-method'] === 'static' ? 'static' : 'weights',
     threads: flags.threads ? Number(flags.threads) : undefined,
     dataDescription: flags.data ? `${path.basename(path.resolve(String(flags.data)))} (${config.DataLoader.Train.dataset.name}, split ${config.DataLoader.Train.dataset.split ?? 'all'})` : undefined,
   };

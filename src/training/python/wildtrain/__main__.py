@@ -35,6 +35,7 @@ def main(argv: list[str]) -> int:
     q.add_argument("--mean", required=True)
     q.add_argument("--std", required=True)
     q.add_argument("--count", type=int, default=200)
+    q.add_argument("--method", choices=["weights", "static"], default="weights")
 
     r = sub.add_parser("logits", help="run the Paddle model on a .npy input and save logits (parity tests)")
     r.add_argument("--weights", required=True)
@@ -69,7 +70,10 @@ def main(argv: list[str]) -> int:
         print(json.dumps(export_onnx(args.weights, args.arch, args.class_num, args.out, args.allow_head_reinit)))
         return 0
     if args.command == "quantize":
-        from .quantize import quantize_int8
+        from .quantize import quantize_int8, quantize_weights_int8
+        if args.method == "weights":
+            print(json.dumps(quantize_weights_int8(args.onnx, args.out)))
+            return 0
         with open(args.calibration) as fh:
             paths = json.load(fh)
         print(json.dumps(quantize_int8(args.onnx, args.out, paths, args.image_size, args.resize_short,

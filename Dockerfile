@@ -1,15 +1,48 @@
-# CPU image of the screening service (the GPU target and Kubernetes manifests come with the
-# deployment work). Build: docker build -t wildlife-screening . ; run: docker run -p 8080:8080 -e API_KEYS=… wildlife-screening
-FROM node:20-bookworm-slim AS deps
+# Images of the screening service: two final targets from one Dockerfile.
+#
+#   docker build --target cpu -t wildlife-screening:cpu .
+#   docker build --target gpu -t wildlife-screening:gpu .
+#   docker build --target gpu --build-arg WITH_TENSORRT=true -t wildlife-screening:gpu-trt .
+#   docker run -p 8080:8080 -e API_KEYS=<16+ char key> wildlife-screening:cpu
+#   docker run --gpus all -p 8080:8080 -e API_KEYS=… wildlife-screening:gpu
+#
+# Both run `node --import tsx src/main.ts` (the same entry as `npm start`; tsx is a runtime
+# dependency) as a non-root user (uid 1000), listen on 8080 and bake in the default model under
+# models/. NODE_ENV=production: the service refuses to start without API_KEYS. Kubernetes
+# manifests are under k8s/ (see k8s/README.md). test/deploy/dockerfile.test.ts keeps this file in
+# step with package.json, configs/default.yaml and .dockerignore.
+#
+# Without --target the last stage (gpu) is built, so always pass --target.
+
+# Node major must satisfy package.json engines.node (>=20.9).
+ARG NODE_IMAGE=node:20-bookworm-slim
+# CUDA 12 + cuDNN 9 runtime (what onnxruntime-node 1.30's CUDA 12 EP links against); runtime, not
+# devel: nothing is compiled in the image.
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+
+# ---- production node_modules, CPU flavour -------------------------------------------------------
+FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 # onnxruntime-node's CUDA download stays off (.npmrc); its CPU binaries ship in the package.
 RUN npm ci --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim AS cpu
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080
+# ---- production node_modules, CUDA flavour -------------------------------------------------------
+FROM ${NODE_IMAGE} AS deps-gpu
 WORKDIR /app
-COPY --from=deps /app/node_modules node_modules
+COPY package.json package-lock.json .npmrc ./
+# onnxruntime-node's install script (script/install.js, via install-utils.js) reads
+# ONNXRUNTIME_NODE_INSTALL before the npm config, so this overrides .npmrc's
+# onnxruntime-node-install=skip. The script is also run explicitly, so the CUDA 12 EP binaries are
+# fetched even if the npm in use does not run install scripts; it fails the build if they cannot be.
+ENV ONNXRUNTIME_NODE_INSTALL=cuda12
+RUN npm ci --omit=dev --no-audit --no-fund \
+ && cd node_modules/onnxruntime-node && node script/install.js \
+ && ls bin/napi-v*/linux/x64/ | grep -q providers_cuda
+
+# ---- application files (shared by both targets) ---------------------------------------------------
+FROM ${NODE_IMAGE} AS app
+WORKDIR /app
 COPY package.json tsconfig.json ./
 COPY src/*.ts src/
 COPY src/batching src/batching
@@ -20,9 +53,49 @@ COPY src/screening src/screening
 COPY src/transport src/transport
 COPY configs configs
 COPY models models
-USER node
+
+# ---- CPU image -----------------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS cpu
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080
+WORKDIR /app
+COPY --from=deps /app/node_modules node_modules
+COPY --from=app /app ./
+# The node image's "node" user is uid/gid 1000; numeric so runAsNonRoot can verify it.
+USER 1000:1000
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# NODE_ENV=production: the service refuses to start without API_KEYS.
+CMD ["node", "--import", "tsx", "src/main.ts"]
+
+# ---- GPU image -----------------------------------------------------------------------------------
+# The CUDA runtime image is Ubuntu, whose own nodejs package is too old (12 on 22.04, 18 on 24.04).
+# Instead of adding a third-party apt repository, the node binary is copied from the same official
+# Node 20 image the CPU target uses: it is a self-contained executable that needs glibc >= 2.28
+# (Ubuntu 22.04 has 2.35), so both targets run the identical Node version, and the build needs no
+# extra package source. npm is not needed at run time (CMD calls node directly).
+FROM ${NODE_IMAGE} AS node-bin
+
+FROM ${CUDA_IMAGE} AS gpu
+# Optional TensorRT EP (EXECUTION_PROVIDER=tensorrt): the nvidia/cuda images come with NVIDIA's
+# CUDA apt repository configured, which carries the TensorRT 10 runtime libraries.
+ARG WITH_TENSORRT=false
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && if [ "$WITH_TENSORRT" = "true" ]; then \
+      apt-get install -y --no-install-recommends libnvinfer10 libnvinfer-plugin10 libnvonnxparsers10; \
+    fi \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 1000 app \
+ && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /app --shell /usr/sbin/nologin app
+COPY --from=node-bin /usr/local/bin/node /usr/local/bin/node
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 EXECUTION_PROVIDER=cuda \
+    NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+WORKDIR /app
+COPY --from=deps-gpu /app/node_modules node_modules
+COPY --from=app /app ./
+USER 1000:1000
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=90s \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# node runs as PID 1 and handles SIGTERM itself (src/main.ts drains Kafka, then HTTP).
 CMD ["node", "--import", "tsx", "src/main.ts"]

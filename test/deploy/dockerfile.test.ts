@@ -1,0 +1,195 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { parse as parseYaml } from 'yaml';
+import { REPO_ROOT } from '../../src/config.js';
+
+interface Instruction { op: string; args: string }
+interface Stage { name: string; from: string; instructions: Instruction[] }
+
+/** Dockerfile → stages (line continuations joined, comments dropped, global ARG defaults substituted in FROM). */
+export function parseDockerfile(text: string): Stage[] {
+  const lines = text.replace(/\\\r?\n/g, ' ').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const globalArgs: Record<string, string> = {};
+  const stages: Stage[] = [];
+  for (const line of lines) {
+    const [, op = '', args = ''] = /^(\S+)\s*(.*)$/.exec(line) ?? [];
+    const upper = op.toUpperCase();
+    if (upper === 'FROM') {
+      const m = /^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
+      assert.ok(m, `cannot parse FROM ${args}`);
+      const from = (m[1] as string).replace(/\$\{?(\w+)\}?/g, (_, v: string) => globalArgs[v] ?? '');
+      stages.push({ name: m[2] ?? String(stages.length), from, instructions: [] });
+    } else if (stages.length === 0) {
+      if (upper === 'ARG') {
+        const [k, v = ''] = args.split('=', 2);
+        globalArgs[k as string] = v;
+      }
+    } else {
+      (stages.at(-1) as Stage).instructions.push({ op: upper, args });
+    }
+  }
+  return stages;
+}
+
+/** The stage and every stage it copies from or builds on, transitively. */
+function lineage(stages: Stage[], name: string): Stage[] {
+  const out: Stage[] = [];
+  const visit = (n: string) => {
+    const s = stages.find((x) => x.name === n);
+    if (!s || out.includes(s)) return;
+    out.push(s);
+    visit(s.from);
+    for (const i of s.instructions) {
+      const m = /--from=(\S+)/.exec(i.args);
+      if (i.op === 'COPY' && m) visit(m[1] as string);
+    }
+  };
+  visit(name);
+  return out;
+}
+
+/** Build-context sources of the COPY instructions (without --from) of these stages. */
+function copySources(stages: Stage[]): string[] {
+  return stages.flatMap((s) => s.instructions.filter((i) => i.op === 'COPY' && !i.args.includes('--from='))
+    .flatMap((i) => i.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1)));
+}
+
+const globToRegExp = (glob: string) => new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*\//g, '(?:.*/)?').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
+
+function copied(file: string, sources: string[]): boolean {
+  return sources.some((src) => {
+    const s = src.replace(/^\.\//, '').replace(/\/$/, '');
+    return s === '.' || file === s || file.startsWith(`${s}/`) || globToRegExp(s).test(file);
+  });
+}
+
+/** .dockerignore semantics for the patterns used here: globs, directory prefixes, ** and ! exceptions. */
+function dockerignored(file: string, patterns: string[]): boolean {
+  let ignored = false;
+  for (const raw of patterns) {
+    const negate = raw.startsWith('!');
+    const p = (negate ? raw.slice(1) : raw).replace(/^\//, '').replace(/\/$/, '');
+    const re = globToRegExp(p);
+    const parts = file.split('/');
+    const hit = parts.some((_, i) => re.test(parts.slice(0, i + 1).join('/')));
+    if (hit) ignored = !negate;
+  }
+  return ignored;
+}
+
+/** src/main.ts and every local module it imports, transitively (.js specifiers → .ts files). */
+function importGraph(entry: string): string[] {
+  const seen = new Set<string>();
+  const visit = (rel: string) => {
+    if (seen.has(rel)) return;
+    seen.add(rel);
+    const text = readFileSync(path.join(REPO_ROOT, rel), 'utf8');
+    for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g)) {
+      let target = path.posix.normalize(path.posix.join(path.posix.dirname(rel), m[1] as string));
+      if (target.endsWith('.js')) target = `${target.slice(0, -3)}.ts`;
+      if (!target.endsWith('.ts') && !target.endsWith('.json')) continue;
+      assert.ok(existsSync(path.join(REPO_ROOT, target)), `${rel} imports ${m[1]} which does not exist`);
+      visit(target);
+    }
+  };
+  visit(entry);
+  return [...seen];
+}
+
+const dockerfile = readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8');
+const stages = parseDockerfile(dockerfile);
+const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { engines: { node: string }; scripts: Record<string, string> };
+const defaults = parseYaml(readFileSync(path.join(REPO_ROOT, 'configs', 'default.yaml'), 'utf8')) as { server: { port: number } };
+const ignorePatterns = readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+const TARGETS = ['cpu', 'gpu'] as const;
+const instructionsOf = (target: string, op: string) => (stages.find((s) => s.name === target)?.instructions ?? []).filter((i) => i.op === op);
+const entryOfNpmStart = () => {
+  const m = /(?:^|\s)(?:tsx|node(?:\s+--import\s+tsx)?)\s+(\S+\.ts)\b/.exec(pkg.scripts.start ?? '');
+  assert.ok(m, `cannot find the entry file in npm start: ${pkg.scripts.start}`);
+  return m[1] as string;
+};
+
+describe('Dockerfile', () => {
+  test('has the cpu and gpu targets, the gpu one on a CUDA cuDNN runtime base', () => {
+    for (const t of TARGETS) assert.ok(stages.some((s) => s.name === t), `stage ${t}`);
+    assert.match(stages.find((s) => s.name === 'gpu')?.from ?? '', /^nvidia\/cuda:12\.[\d.]+-cudnn\d*-runtime-(ubuntu|debian)/);
+    assert.match(dockerfile, /docker build --target cpu/);
+    assert.match(dockerfile, /docker build --target gpu/);
+  });
+
+  test('every Node base image has the major version package.json engines.node asks for', () => {
+    const major = /(\d+)/.exec(pkg.engines.node)?.[1];
+    assert.ok(major, 'engines.node names a major version');
+    const nodeImages = stages.filter((s) => /^node:/.test(s.from));
+    assert.ok(nodeImages.length > 0);
+    for (const s of nodeImages) assert.equal(/^node:(\d+)/.exec(s.from)?.[1], major, `stage ${s.name} FROM ${s.from}`);
+    // The gpu target takes its node binary from a node:<major> stage.
+    const gpuNode = instructionsOf('gpu', 'COPY').find((i) => /\/bin\/node\b/.test(i.args));
+    const from = /--from=(\S+)/.exec(gpuNode?.args ?? '')?.[1];
+    assert.ok(from, 'the gpu target copies a node binary');
+    assert.match(stages.find((s) => s.name === from)?.from ?? '', new RegExp(`^node:${major}\\b`));
+  });
+
+  test('both targets run the npm start entry with tsx, as production, non-root, with a /healthz HEALTHCHECK', () => {
+    const entry = entryOfNpmStart();
+    for (const t of TARGETS) {
+      const cmd = instructionsOf(t, 'CMD').at(-1);
+      assert.ok(cmd, `${t} has a CMD`);
+      assert.deepEqual(JSON.parse(cmd.args), ['node', '--import', 'tsx', entry], `${t} CMD`);
+      const env = instructionsOf(t, 'ENV').map((i) => i.args).join(' ');
+      assert.match(env, /\bNODE_ENV=production\b/, `${t} NODE_ENV`);
+      const user = instructionsOf(t, 'USER').at(-1)?.args ?? 'root';
+      assert.ok(!/^(root|0)(:|$)/.test(user), `${t} runs as ${user}`);
+      assert.match(instructionsOf(t, 'HEALTHCHECK').at(-1)?.args ?? '', /\/healthz/, `${t} HEALTHCHECK`);
+    }
+  });
+
+  test('EXPOSE and PORT match the default port in configs/default.yaml', () => {
+    for (const t of TARGETS) {
+      assert.deepEqual(instructionsOf(t, 'EXPOSE').map((i) => Number(i.args)), [defaults.server.port], `${t} EXPOSE`);
+      const port = /\bPORT=(\d+)/.exec(instructionsOf(t, 'ENV').map((i) => i.args).join(' '))?.[1];
+      if (port) assert.equal(Number(port), defaults.server.port, `${t} ENV PORT`);
+    }
+  });
+
+  test('the files the CMD needs are copied into both targets and not excluded by .dockerignore', () => {
+    const needed = [...importGraph(entryOfNpmStart()), 'package.json', 'package-lock.json', 'configs/default.yaml', 'models/wildlife-resnet50vd/model.json', 'models/wildlife-resnet50vd/model.onnx'];
+    for (const t of TARGETS) {
+      const sources = copySources(lineage(stages, t));
+      const missing = needed.filter((f) => !copied(f, sources));
+      assert.deepEqual(missing, [], `${t} does not COPY these`);
+      const npmCi = lineage(stages, t).some((s) => s.instructions.some((i) => i.op === 'RUN' && /\bnpm ci\b.*--omit=dev/.test(i.args)));
+      assert.ok(npmCi, `${t}'s node_modules come from npm ci --omit=dev`);
+    }
+    assert.deepEqual(needed.filter((f) => dockerignored(f, ignorePatterns)), [], '.dockerignore excludes needed files');
+  });
+
+  test('.dockerignore keeps local environments, data and non-runtime code out of the build context', () => {
+    for (const f of ['node_modules/x/index.js', '.venv/bin/python', 'kafka/data/x', 'runs/r1/model.onnx', 'test/config.test.ts', 'docs/OPERATIONS.md', 'src/training/cli/train.ts', '.git/HEAD']) {
+      assert.ok(dockerignored(f, ignorePatterns), `${f} is ignored`);
+    }
+  });
+
+  test('the gpu target installs the CUDA 12 onnxruntime-node binaries with the variable its install script reads', () => {
+    const installUtils = readFileSync(path.join(REPO_ROOT, 'node_modules', 'onnxruntime-node', 'script', 'install-utils.js'), 'utf8');
+    assert.match(installUtils, /process\.env\.ONNXRUNTIME_NODE_INSTALL\b/);
+    const gpuStages = lineage(stages, 'gpu');
+    const builder = gpuStages.find((s) => s.instructions.some((i) => i.op === 'ENV' && /\bONNXRUNTIME_NODE_INSTALL=cuda12\b/.test(i.args)));
+    assert.ok(builder, 'a stage of the gpu target sets ONNXRUNTIME_NODE_INSTALL=cuda12');
+    assert.ok(builder.instructions.some((i) => i.op === 'RUN' && /npm ci/.test(i.args) && /script\/install/.test(i.args)), 'and runs the install script');
+    assert.ok(!lineage(stages, 'cpu').includes(builder), 'the cpu target does not pull CUDA binaries');
+    assert.match(dockerfile, /ARG WITH_TENSORRT=false/);
+  });
+
+  test('the parser sees a broken Dockerfile as broken (the checks can fail)', () => {
+    const broken = parseDockerfile(dockerfile.replace(/"src\/main\.ts"/g, '"src/server.ts"').replace(/EXPOSE 8080/g, 'EXPOSE 3000'));
+    const cpu = broken.find((s) => s.name === 'cpu') as Stage;
+    assert.notDeepEqual(JSON.parse(cpu.instructions.filter((i) => i.op === 'CMD').at(-1)?.args ?? '[]'), ['node', '--import', 'tsx', entryOfNpmStart()]);
+    assert.equal(cpu.instructions.find((i) => i.op === 'EXPOSE')?.args, '3000');
+    assert.ok(dockerignored('src/main.ts', [...ignorePatterns, 'src']));
+    assert.ok(!dockerignored('src/main.ts', [...ignorePatterns, 'src', '!src/main.ts']));
+    assert.ok(!copied('src/model/engine.ts', ['src/*.ts']));
+  });
+});

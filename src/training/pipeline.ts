@@ -23,6 +23,7 @@ interface TrainingSummary {
   mean: [number, number, number];
   std: [number, number, number];
   epochs: number;
+  processes?: number;
   history: Array<Record<string, number>>;
   skipped: Array<{ path: string; error: string }>;
   train_images: number;
@@ -57,6 +58,8 @@ export interface TrainOptions {
   int8Out?: string;
   int8Method?: QuantizationMethod;
   threads?: number;
+  /** Data-parallel processes (GPUs on a GPU node); 1 = a plain single process. */
+  processes?: number;
   /** Extra provenance recorded in model.json's training section. */
   dataDescription?: string;
 }
@@ -81,7 +84,8 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   const args = ['train', '--config', configJson, '--out', opts.workDir];
   if (opts.dataRoot) args.push('--data', opts.dataRoot);
   if (opts.resume) args.push('--resume');
-  const run = await runWildtrain(args, { inheritStderr: true, threads: opts.threads });
+  const processes = opts.processes ?? 1;
+  const run = await runWildtrain(args, { inheritStderr: true, threads: opts.threads, processes, launchLogDir: path.join(opts.workDir, 'workers') });
   // Ctrl-C reaches the Python child too (same process group); it saves a checkpoint and exits 130.
   const ignore = () => undefined;
   process.on('SIGINT', ignore);
@@ -112,6 +116,7 @@ export async function finishTraining(options: TrainOptions): Promise<TrainResult
       skipped_images: summary.skipped,
     },
     epochs: summary.epochs,
+    processes: summary.processes ?? 1,
     history: summary.history,
     onnx_opset: exported.opset,
   };

@@ -65,13 +65,21 @@ export interface PythonOptions {
   /** Stream Python's stderr (progress bars, warnings) to ours instead of capturing it. */
   inheritStderr?: boolean;
   threads?: number;
+  /** >1: data-parallel under paddle.distributed.launch (one process per GPU, or CPU processes). */
+  processes?: number;
+  /** Where paddle.distributed.launch writes each worker's log. */
+  launchLogDir?: string;
 }
 
 /** Runs `python -m wildtrain <args>` in the venv. */
 export async function runWildtrain(args: string[], options: PythonOptions = {}): Promise<PythonRun> {
   if (!existsSync(venvPython())) throw new ScreeningError('TRAIN_PYTHON_MISSING', `No interpreter at ${venvPython()}.`);
   const threads = String(options.threads ?? 2);
-  const child = spawn(venvPython(), ['-m', 'wildtrain', ...args], {
+  const processes = options.processes ?? 1;
+  const entry = processes > 1
+    ? ['-m', 'paddle.distributed.launch', '--nproc_per_node', String(processes), '--log_dir', options.launchLogDir ?? path.join(PYTHON_SRC, 'log'), 'wildtrain_launch.py']
+    : ['-m', 'wildtrain'];
+  const child = spawn(venvPython(), [...entry, ...args], {
     cwd: PYTHON_SRC,
     stdio: ['ignore', 'pipe', options.inheritStderr ? 'inherit' : 'pipe'],
     env: {

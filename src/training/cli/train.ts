@@ -23,6 +23,7 @@ runCli(async () => {
     'int8-method': { type: 'string', help: 'weights (default) or static' },
     'export-only': { type: 'boolean', help: 'skip training; export the finished run in the work directory' },
     threads: { type: 'string', help: 'CPU threads for Paddle (default 2)' },
+    nproc: { type: 'string', help: 'data-parallel processes under paddle.distributed.launch: one per GPU (default 1)' },
   }, USAGE);
   const configPath = String(flags.config);
   const config = await loadTrainConfig(configPath);
@@ -40,6 +41,7 @@ runCli(async () => {
     int8Out: flags.int8 ? `${out.replace(/\/$/, '')}-int8` : undefined,
     int8Method: flags['int8-method'] === 'static' ? 'static' : 'weights',
     threads: flags.threads ? Number(flags.threads) : undefined,
+    processes: flags.nproc ? Number(flags.nproc) : undefined,
     dataDescription: flags.data ? `${path.basename(path.resolve(String(flags.data)))} (${config.DataLoader.Train.dataset.name}, split ${config.DataLoader.Train.dataset.split ?? 'all'})` : undefined,
   };
   const result = flags['export-only'] ? await finishTraining(opts) : await trainModel(opts);

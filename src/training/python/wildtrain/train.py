@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import paddle
+import paddle.distributed as dist
 import paddle.nn.functional as F
 
 from . import data as D
@@ -46,15 +47,29 @@ def make_optimizer(cfg: dict, model, steps_per_epoch: int, epochs: int):
     return opt, schedule
 
 
-def batches(samples, batch_size: int, shuffle: bool, rng: random.Random, drop_last: bool):
+class Ranks:
+    """Data-parallel training under `python -m paddle.distributed.launch` (several GPUs, or CPU
+    processes): each rank trains on its shard, gradients are averaged, and only rank 0 evaluates,
+    logs and writes checkpoints. A plain run is world size 1 and takes none of these paths."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+        if self.world > 1:
+            dist.init_parallel_env()
+        self.rank = dist.get_rank() if self.world > 1 else 0
+        self.leader = self.rank == 0
+
+    def wrap(self, model):
+        return paddle.DataParallel(model) if self.world > 1 else model
+
+
+def batches(samples, batch_size: int, order_seed: int, ranks: Ranks, steps: int):
+    """The same shuffled order on every rank (seeded per epoch), then this rank's share of it."""
     order = list(range(len(samples)))
-    if shuffle:
-        rng.shuffle(order)
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        if drop_last and len(idx) < batch_size:
-            return
-        yield [samples[j] for j in idx]
+    random.Random(order_seed).shuffle(order)
+    mine = order[ranks.rank::ranks.world]
+    for step in range(steps):
+        yield [samples[j] for j in mine[step * batch_size:(step + 1) * batch_size]]
 
 
 def evaluate(model, tensors: np.ndarray, labels: np.ndarray, batch_size: int) -> dict:
@@ -97,12 +112,15 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
     g = cfg["Global"]
     seed = g.get("seed", 42)
     random.seed(seed); np.random.seed(seed); paddle.seed(seed)
-    rng = random.Random(seed)
+    ranks = Ranks()
+    # Augmentation randomness differs per rank; the shuffle order does not (see batches()).
+    rng = random.Random(seed * 1009 + ranks.rank)
     os.makedirs(out_dir, exist_ok=True)
-    log = open(os.path.join(out_dir, "train.log.jsonl"), "a", buffering=1)
+    log = open(os.path.join(out_dir, "train.log.jsonl"), "a", buffering=1) if ranks.leader else None
 
     def emit(event: str, **fields):
-        log.write(json.dumps({"event": event, "time": time.time(), **fields}) + "\n")
+        if log:
+            log.write(json.dumps({"event": event, "time": time.time(), **fields}) + "\n")
 
     size, short, mean, std = g["image_size"], g["resize_short"], g["mean"], g["std"]
     train_cfg, eval_cfg = cfg["DataLoader"]["Train"], cfg["DataLoader"].get("Eval")
@@ -138,8 +156,10 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         emit("pretrained", **report.as_dict())
 
     bs = train_cfg["batch_size"]
-    drop_last = len(train_samples) >= bs
-    steps = len(train_samples) // bs if drop_last else 1
+    # Every rank takes the same number of full batches, or the gradient all-reduce would wait forever.
+    per_rank = len(train_samples) // ranks.world
+    steps = max(1, per_rank // bs) if per_rank >= bs else 1
+    net = ranks.wrap(model)
     epochs = g["epochs"]
     opt, schedule = make_optimizer(cfg["Optimizer"], model, steps, epochs)
     ckpt = Checkpointer(out_dir)
@@ -168,7 +188,8 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
     crop_cfg = tcfg.get("random_resized_crop", {})
     scale, ratio = crop_cfg.get("scale", [0.08, 1.0]), crop_cfg.get("ratio", [3 / 4, 4 / 3])
     flip = tcfg.get("horizontal_flip", True)
-    progress = Progress(total_epochs=epochs, steps_per_epoch=steps, start_epoch=start_epoch)
+    progress = Progress(total_epochs=epochs, steps_per_epoch=steps, start_epoch=start_epoch,
+                        stream=sys.stderr if ranks.leader else open(os.devnull, "w"))
     model.train()
 
     def state_for(epoch_done: int) -> dict:
@@ -178,7 +199,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
     for epoch in range(start_epoch, epochs):
         seen = correct = 0
         loss_sum = 0.0
-        for step, batch in enumerate(batches(train_samples, bs, True, rng, drop_last)):
+        for step, batch in enumerate(batches(train_samples, bs, seed + epoch, ranks, steps)):
             imgs = []
             for s in batch:
                 im = D.random_resized_crop(train_cache.images[s.path], size, scale, ratio, rng)
@@ -187,7 +208,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
                 imgs.append(D.to_chw(im, mean, std))
             x = paddle.to_tensor(np.stack(imgs))
             y = paddle.to_tensor(np.array([class_index[s.label] for s in batch], dtype=np.int64))
-            logits = model(x)
+            logits = net(x)
             loss = smoothed_cross_entropy(logits, y, loss_cfg.get("epsilon", 0.0)) * loss_cfg.get("weight", 1.0)
             loss.backward()
             opt.step(); opt.clear_grad(); schedule.step()
@@ -198,10 +219,14 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
             progress.update(epoch, step + 1, loss_sum / seen, correct / seen, opt.get_lr())
             if stop["requested"]:
                 # The epoch is incomplete: keep the last finished epoch as the resume point.
-                ckpt.save(model, opt, state_for(epoch))
-                emit("interrupted", epoch=epoch, step=step + 1)
-                print(f"checkpoint saved in {ckpt.dir}; resume with --resume", file=sys.stderr)
+                if ranks.leader:
+                    ckpt.save(model, opt, state_for(epoch))
+                    emit("interrupted", epoch=epoch, step=step + 1)
+                    print(f"checkpoint saved in {ckpt.dir}; resume with --resume", file=sys.stderr)
                 return EXIT_INTERRUPTED
+        if not ranks.leader:
+            continue
+        # Loss and accuracy are rank 0's shard; under data parallelism that is a sample of the epoch.
         record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
                   "lr": opt.get_lr()}
         if eval_tensors is not None and ((epoch + 1) % g.get("eval_interval", 1) == 0 or epoch + 1 == epochs):
@@ -211,12 +236,14 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         progress.epoch_done(record)
         ckpt.save(model, opt, state_for(epoch + 1))
 
+    if not ranks.leader:
+        return 0
     paddle.save(model.state_dict(), os.path.join(out_dir, "final.pdparams"))
     summary = {
         "arch": arch["name"], "classes": classes,
         "trade_relevant": {c: train_set.trade_relevant.get(c) for c in classes},
         "image_size": size, "resize_short": short, "mean": mean, "std": std,
-        "epochs": epochs, "history": history, "skipped": skipped,
+        "epochs": epochs, "history": history, "skipped": skipped, "processes": ranks.world,
         "train_images": len(train_samples), "eval_images": eval_count,
         "calibration": [s.path for s in train_samples],
     }

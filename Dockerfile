@@ -5,6 +5,7 @@
 #   docker build --target gpu --build-arg WITH_TENSORRT=true -t wildlife-screening:gpu-trt .
 #   docker run -p 8080:8080 -e API_KEYS=<16+ char key> wildlife-screening:cpu
 #   docker run --gpus all -p 8080:8080 -e API_KEYS=… wildlife-screening:gpu
+#   docker build --target train-gpu --build-arg PADDLE_PIP_ARGS="…" -t wildlife-training:gpu .
 #
 # Both run `node --import tsx src/main.ts` (the same entry as `npm start`; tsx is a runtime
 # dependency) as a non-root user (uid 1000), listen on 8080 and bake in the default model under
@@ -19,6 +20,8 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 # CUDA 12 + cuDNN 9 runtime (what onnxruntime-node 1.30's CUDA 12 EP links against); runtime, not
 # devel: nothing is compiled in the image.
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+# Training: Ubuntu 24.04 has Python 3.12, which the pinned numpy/Paddle wheels need (22.04 has 3.10).
+ARG CUDA_TRAIN_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
 # ---- production node_modules, CPU flavour -------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
@@ -66,6 +69,36 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 CMD ["node", "--import", "tsx", "src/main.ts"]
+
+# ---- GPU training image (k8s/training/job-gpu.yaml) ------------------------------------------------
+# Node runs the toolchain (config validation, export, eval); Paddle runs in /app/.venv with the GPU
+# build of paddlepaddle in place of the CPU one pinned in requirements.txt. Current GPU wheels are
+# published on PaddlePaddle's own package index for each CUDA version: pass it (and any other pip
+# options) as PADDLE_PIP_ARGS, as PaddlePaddle's installation guide gives it for CUDA 12.6.
+FROM ${CUDA_TRAIN_IMAGE} AS train-gpu
+ARG PADDLE_GPU_PACKAGE=paddlepaddle-gpu==3.3.1
+ARG PADDLE_PIP_ARGS=""
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && (getent passwd 1000 >/dev/null || useradd --uid 1000 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin app)
+COPY --from=node-bin /usr/local/bin/node /usr/local/bin/node
+WORKDIR /app
+COPY --from=deps /app/node_modules node_modules
+COPY package.json tsconfig.json ./
+COPY src src
+COPY configs configs
+# The stamp tells `npm run setup:train`'s check that this venv satisfies requirements.txt (with the
+# GPU build of Paddle standing in for the CPU one).
+RUN python3 -m venv /app/.venv \
+ && /app/.venv/bin/pip install --no-cache-dir $PADDLE_PIP_ARGS "$PADDLE_GPU_PACKAGE" \
+ && grep -v '^paddlepaddle==' src/training/python/requirements.txt > /tmp/requirements-gpu.txt \
+ && /app/.venv/bin/pip install --no-cache-dir -r /tmp/requirements-gpu.txt \
+ && sha256sum src/training/python/requirements.txt | cut -d' ' -f1 > /app/.venv/.requirements.sha256
+ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+USER 1000:1000
+# Arguments are those of `npm run train --`; add --nproc <GPUs> for data-parallel training.
+ENTRYPOINT ["node", "--import", "tsx", "src/training/cli/train.ts"]
 
 # ---- GPU image -----------------------------------------------------------------------------------
 # The CUDA runtime image is Ubuntu, whose own nodejs package is too old (12 on 22.04, 18 on 24.04).

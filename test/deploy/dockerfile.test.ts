@@ -167,7 +167,7 @@ describe('Dockerfile', () => {
   });
 
   test('.dockerignore keeps local environments, data and non-runtime code out of the build context', () => {
-    for (const f of ['node_modules/x/index.js', '.venv/bin/python', 'kafka/data/x', 'runs/r1/model.onnx', 'test/config.test.ts', 'docs/OPERATIONS.md', 'src/training/cli/train.ts', '.git/HEAD']) {
+    for (const f of ['node_modules/x/index.js', '.venv/bin/python', 'kafka/data/x', 'runs/r1/model.onnx', 'test/config.test.ts', 'docs/OPERATIONS.md', 'src/training/python/log/workerlog.0', '.git/HEAD']) {
       assert.ok(dockerignored(f, ignorePatterns), `${f} is ignored`);
     }
   });
@@ -181,6 +181,18 @@ describe('Dockerfile', () => {
     assert.ok(builder.instructions.some((i) => i.op === 'RUN' && /npm ci/.test(i.args) && /script\/install/.test(i.args)), 'and runs the install script');
     assert.ok(!lineage(stages, 'cpu').includes(builder), 'the cpu target does not pull CUDA binaries');
     assert.match(dockerfile, /ARG WITH_TENSORRT=false/);
+  });
+
+  test('the train-gpu target runs the training CLI with the toolchain files, a venv stamp, and no dev-only paths ignored', () => {
+    const train = stages.find((s) => s.name === 'train-gpu');
+    assert.ok(train, 'a train-gpu stage');
+    const entry = train.instructions.find((i) => i.op === 'ENTRYPOINT');
+    assert.match(entry?.args ?? '', /src\/training\/cli\/train\.ts/);
+    const copies = train.instructions.filter((i) => i.op === 'COPY').map((i) => i.args);
+    assert.ok(copies.some((c) => /^src src$/.test(c)) && copies.some((c) => /^configs configs$/.test(c)), copies.join(' | '));
+    assert.ok(train.instructions.some((i) => i.op === 'RUN' && /requirements\.sha256/.test(i.args)), 'writes the venv stamp setup:train checks');
+    const ignore = readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+    for (const needed of ['src/training', 'src/training/python', 'configs']) assert.ok(!ignore.includes(needed), `${needed} is ignored`);
   });
 
   test('the parser sees a broken Dockerfile as broken (the checks can fail)', () => {

@@ -157,7 +157,9 @@ export function createApp({ service, config, metrics, logger, readiness }: AppDe
     try {
       await service.reload();
     } catch (cause) {
-      throw isScreeningError(cause) ? cause : new ScreeningError('RELOAD_FAILED', (cause as Error).message, { cause });
+      // One code for operators to alert on; the cause (e.g. MODEL_CHECKSUM_MISMATCH) is in the message.
+      const detail = isScreeningError(cause) ? `${cause.code}: ${cause.message}` : (cause as Error).message;
+      throw new ScreeningError('RELOAD_FAILED', detail, { cause });
     }
     res.json({ models: service.models() });
   });

@@ -1,4 +1,6 @@
 /** npm run model:quantize -- --model DIR --calibration-data ROOT [--labels CSV] [--out DIR] */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { ScreeningError } from '../../errors.js';
 import { readDataset } from '../dataset.js';
@@ -20,6 +22,12 @@ runCli(async () => {
   const out = String(flags.out ?? `${model}-int8`);
   const method = String(flags.method ?? 'weights');
   if (method !== 'weights' && method !== 'static') throw new ScreeningError('CLI_USAGE', '--method must be weights or static.');
-  const manifest = await quantizeModelDir(model, out, dataset.samples.map((s) => s.path), path.join(out, '..', `.${path.basename(out)}.calibration.json`), Number(flags.count ?? 200), method);
-  process.stderr.write(`wrote ${out} (${manifest.precision}, sha256 ${manifest.sha256.slice(0, 12)}…)\n`);
+  // The calibration list holds this machine's paths: keep it out of the model directories.
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'wildlife-quantize-'));
+  try {
+    const manifest = await quantizeModelDir(model, out, dataset.samples.map((s) => s.path), path.join(scratch, 'calibration.json'), Number(flags.count ?? 200), method);
+    process.stderr.write(`wrote ${out} (${manifest.precision}, ${method}, sha256 ${manifest.sha256.slice(0, 12)}…)\n`);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
 });

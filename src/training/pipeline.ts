@@ -171,7 +171,7 @@ export async function quantizeModelDir(fp32Input: string, int8Input: string, cal
       // Same name, other precision: the manifest's `precision` tells them apart.
       precision: 'int8',
       quantization: { method: result.method },
-      training: { ...source.training, quantization: { ...result, from: { name: source.name, version: source.version, sha256: source.sha256 } } },
+      training: { ...source.training, quantization: { method: result.method, detail: result.detail, ...(result.calibration_images ? { calibration_images: result.calibration_images } : {}), from: { name: source.name, version: source.version, sha256: source.sha256 } } },
       metrics: {},
     },
   });

@@ -248,6 +248,10 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     });
     try {
       await Promise.race([work, deadline]);
+    } catch (err) {
+      // Past the deadline: cut the connections rather than leave clients reconnecting forever.
+      await Promise.allSettled([this.consumer.disconnect(), this.producer.disconnect(), this.admin.disconnect()]);
+      throw err;
     } finally {
       clearTimeout(timer);
       this.setState('stopped');

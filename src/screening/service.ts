@@ -16,7 +16,7 @@ import { decide, type FlagReason } from '../policy/index.js';
 import { prepareImage, tensorSpecOf, writeTensor, type PreparedImage, type SourceInfo } from '../preprocess/index.js';
 import { createFetcher, type Fetcher } from '../transport/fetcher.js';
 
-export type Source = 'http' | 'kafka' | 'cli' | 'bench';
+export type Source = 'http' | 'kafka' | 'cli';
 
 export interface ScreenRequest {
   bytes?: Uint8Array;
@@ -93,7 +93,6 @@ class Service extends EventEmitter implements ScreeningService {
     this.registry.on('generation', (e) => this.emit('models', e));
     this.registry.on('loaded', (e) => this.emit('modelLoaded', e));
     this.registry.on('reloadFailed', (e) => this.emit('reloadFailed', e));
-    this.emit('models', { id: this.registry.current().id, models: this.registry.current().classifiers.map((c) => ({ name: c.manifest.name, version: c.manifest.version })) });
   }
 
   private batcherFor(classifier: Classifier): Batcher<BatchItem, BatchOutput> {

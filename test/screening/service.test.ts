@@ -36,7 +36,7 @@ describe('hot reload', () => {
     const photos = await Promise.all(Array.from({ length: 24 }, (_, i) => jpegOf('striped_skin', 96, 96, 100 + i)));
     const inFlight = photos.map((bytes) => service.screen({ bytes, source: 'http' }));
     const reloaded = service.reload();
-    const more = photos.map((bytes, i) => service.screen({ bytes: Buffer.concat([bytes, Buffer.from([i])]), source: 'bulk' as 'http' }));
+    const more = photos.map((bytes, i) => service.screen({ bytes: Buffer.concat([bytes, Buffer.from([i])]), source: 'kafka', lane: 'bulk' }));
     const results = await Promise.all([...inFlight, ...more]);
     await reloaded;
     assert.equal(results.length, 48);

@@ -36,6 +36,8 @@ export const ERROR_CATALOGUE = {
   UNAUTHORIZED: { status: 401, retriable: false, message: 'A valid API key is required (Authorization: Bearer <key> or X-API-Key).' },
   NOT_FOUND: { status: 404, retriable: false, message: 'No such route.' },
   RELOAD_FAILED: { status: 500, retriable: true, message: 'The model reload failed; the previous models keep serving.' },
+  SHADOW_DIR_FORBIDDEN: { status: 400, retriable: false, message: 'The candidate model directory is outside the models root and shadow.allowedRoots.' },
+  SHADOW_LOAD_FAILED: { status: 422, retriable: false, message: 'The candidate model could not be loaded; the previous candidate, if any, stays in shadow.' },
   INPUT_NOT_READABLE: { status: 400, retriable: false, message: 'The input file could not be read.' },
   INTERNAL: { status: 500, retriable: true, message: 'Internal error.' },
   // Models
@@ -52,6 +54,10 @@ export const ERROR_CATALOGUE = {
   TRAIN_INTERRUPTED: { status: 500, retriable: true, message: 'Training was interrupted; a checkpoint was saved, resume with --resume.' },
   DATASET_INVALID: { status: 400, retriable: false, message: 'The dataset could not be read.' },
   CLI_USAGE: { status: 400, retriable: false, message: 'Invalid command-line arguments.' },
+  // SSLD and promotion
+  SSLD_LABELS_MISMATCH: { status: 400, retriable: false, message: "The labelled data has classes the teacher does not predict; the student learns the teacher's classes." },
+  PROMOTION_REFUSED: { status: 409, retriable: false, message: 'The candidate did not beat the current model; pass --force to promote anyway.' },
+  PROMOTION_FAILED: { status: 500, retriable: false, message: 'The promotion could not be completed; the current model was left in place.' },
 } as const satisfies Record<string, { status: number; retriable: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -55,7 +55,8 @@ export async function discoverModelDirectories(modelsRoot: string): Promise<stri
   if (!existsSync(modelsRoot)) return [];
   const entries = await readdir(modelsRoot, { withFileTypes: true });
   return entries
-    .filter((e) => e.isDirectory() && existsSync(path.join(modelsRoot, e.name, MANIFEST_FILE)))
+    // Dot-directories are work in progress (a promotion being staged), never a model to serve.
+    .filter((e) => e.isDirectory() && !e.name.startsWith('.') && existsSync(path.join(modelsRoot, e.name, MANIFEST_FILE)))
     .map((e) => path.join(modelsRoot, e.name))
     .sort();
 }

@@ -4,6 +4,7 @@
  * are all reported together, so a config is fixed in one pass.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Ajv } from 'ajv';
 import { describeSchemaError } from '../config.js';
 import { parse as parseYaml } from 'yaml';
@@ -19,8 +20,9 @@ const datasetSchema = {
   additionalProperties: false,
   required: ['name'],
   properties: {
-    name: { enum: ['CSVDataset', 'ImageFolder'] },
+    name: { enum: ['CSVDataset', 'ImageFolder', 'SoftLabelSet'] },
     root: { type: ['string', 'null'] },
+    file: { type: 'string' },
     labels: { type: 'string' },
     split: { type: ['string', 'null'] },
   },
@@ -35,6 +37,10 @@ const lossEntry = {
     CELoss: {
       type: 'object', additionalProperties: false, required: ['weight'],
       properties: { weight: { type: 'number', exclusiveMinimum: 0 }, epsilon: { type: 'number', minimum: 0, maximum: 0.5 } },
+    },
+    JSDivLoss: {
+      type: 'object', additionalProperties: false, required: ['weight'],
+      properties: { weight: { type: 'number', exclusiveMinimum: 0 } },
     },
   },
 };
@@ -67,7 +73,7 @@ export const TRAIN_CONFIG_SCHEMA = {
     },
     Loss: {
       type: 'object', additionalProperties: false, required: ['Train'],
-      properties: { Train: { type: 'array', items: lossEntry, minItems: 1, maxItems: 1 } },
+      properties: { Train: { type: 'array', items: lossEntry, minItems: 1, maxItems: 2 } },
     },
     Optimizer: {
       type: 'object', additionalProperties: false, required: ['name', 'lr'],
@@ -119,16 +125,20 @@ export const TRAIN_CONFIG_SCHEMA = {
 } as const;
 
 export interface DatasetSpec {
-  name: 'CSVDataset' | 'ImageFolder';
+  name: 'CSVDataset' | 'ImageFolder' | 'SoftLabelSet';
   root?: string | null;
+  /** SoftLabelSet only: the JSON written by the SSLD teacher pass. */
+  file?: string;
   labels?: string;
   split?: string | null;
 }
 
+export type LossEntry = { CELoss: { weight: number; epsilon?: number } } | { JSDivLoss: { weight: number } };
+
 export interface TrainConfig {
   Global: { epochs: number; seed?: number; image_size: number; resize_short: number; mean: number[]; std: number[]; eval_interval?: number };
   Arch: { name: (typeof ARCHITECTURES)[number]; pretrained?: string | null; lr_mult_list?: number[] };
-  Loss: { Train: Array<{ CELoss: { weight: number; epsilon?: number } }> };
+  Loss: { Train: LossEntry[] };
   Optimizer: Record<string, unknown>;
   DataLoader: { Train: { dataset: DatasetSpec; batch_size: number; transforms?: Record<string, unknown> }; Eval?: { dataset: DatasetSpec; batch_size?: number } };
 }
@@ -141,6 +151,13 @@ export function trainConfigProblems(value: unknown): string[] {
   if (problems.length === 0) {
     const cfg = value as TrainConfig;
     if (cfg.Global.resize_short < cfg.Global.image_size) problems.push('Global.resize_short: must be at least Global.image_size');
+    const losses = cfg.Loss.Train.map((entry) => Object.keys(entry)[0]!);
+    if (new Set(losses).size !== losses.length) problems.push('Loss.Train: each loss may appear once');
+    const train = cfg.DataLoader.Train.dataset;
+    const soft = train.name === 'SoftLabelSet';
+    if (soft && !train.file) problems.push('DataLoader.Train.dataset: SoftLabelSet needs "file"');
+    if (losses.includes('JSDivLoss') && !soft) problems.push('Loss.Train: JSDivLoss needs teacher soft labels (DataLoader.Train.dataset.name: SoftLabelSet)');
+    if (cfg.DataLoader.Eval?.dataset.name === 'SoftLabelSet') problems.push('DataLoader.Eval.dataset: evaluation needs real labels, not SoftLabelSet');
   }
   return problems;
 }
@@ -167,4 +184,13 @@ export async function loadTrainConfig(file: string): Promise<TrainConfig> {
     throw new ScreeningError('TRAIN_CONFIG_INVALID', `${file}: ${(cause as Error).message}`, { cause });
   }
   return parseTrainConfig(value, file);
+}
+
+/** The config with every CSV dataset reading `labelsFile` (made absolute) instead of its own labels. */
+export function withLabelsFile<T extends TrainConfig>(config: T, labelsFile: string | undefined): T {
+  if (!labelsFile) return config;
+  const labels = path.resolve(labelsFile);
+  const swap = (spec: DatasetSpec): DatasetSpec => (spec.name === 'CSVDataset' ? { ...spec, labels } : spec);
+  const { Train, Eval } = config.DataLoader;
+  return { ...config, DataLoader: { ...config.DataLoader, Train: { ...Train, dataset: swap(Train.dataset) }, ...(Eval ? { Eval: { ...Eval, dataset: swap(Eval.dataset) } } : {}) } };
 }

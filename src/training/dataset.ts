@@ -83,7 +83,8 @@ async function readCsvDataset({ root, labels, split }: DatasetSource): Promise<D
     if (relevant === 'yes' || relevant === 'no') tradeRelevant.set(label, relevant === 'yes');
     const rowSplit = splitCol >= 0 ? (row[splitCol] ?? null) : null;
     if (split && rowSplit !== split) continue;
-    samples.push({ path: path.join(root, row[pathCol]!), label, split: rowSplit });
+    // resolve, not join: merged label files (e.g. SSLD's) carry absolute paths.
+    samples.push({ path: path.resolve(root, row[pathCol]!), label, split: rowSplit });
   }
   return { samples, classes: [...classes].sort(), tradeRelevant };
 }

@@ -193,3 +193,10 @@ export function calibrate(predictions: readonly Prediction[], labels: readonly L
         : `No threshold reaches precision ${targetPrecision} on this data; the best-F1 threshold was used instead.`,
   };
 }
+
+/** Class probabilities for unlabelled files (SSLD's teacher pass), through the same serving path. */
+export async function classifyFiles(classifier: Classifier, paths: readonly string[], opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}) {
+  const dataset: Dataset = { samples: paths.map((p) => ({ path: p, label: '', split: null })), classes: [], tradeRelevant: new Map() };
+  const { predictions, skipped, seconds } = await predict(classifier, dataset, opts);
+  return { results: predictions.map((p) => ({ path: p.path, probabilities: p.probabilities })), skipped, seconds };
+}

@@ -14,7 +14,7 @@ import { pythonEnvReady, runWildtrain, wildtrainJson } from './python-env.js';
 export const NO_PRETRAINED_NOTE =
   'No ImageNet-pretrained weights: they cannot be downloaded on the machines this model was built on, so it was trained from random initialisation on the dataset named in training.data only. Expect lower accuracy than a fine-tuned ResNet50_vd_ssld.';
 
-interface TrainingSummary {
+export interface TrainingSummary {
   arch: ModelManifest['architecture'];
   classes: string[];
   trade_relevant: Record<string, boolean | null>;
@@ -27,6 +27,7 @@ interface TrainingSummary {
   history: Array<Record<string, number>>;
   skipped: Array<{ path: string; error: string }>;
   train_images: number;
+  unlabeled_train_images?: number;
   eval_images: number;
   calibration: string[];
 }
@@ -62,6 +63,8 @@ export interface TrainOptions {
   processes?: number;
   /** Extra provenance recorded in model.json's training section. */
   dataDescription?: string;
+  /** Merged over model.json's training section (e.g. SSLD's method, teacher and pool statistics). */
+  trainingExtra?: Record<string, unknown>;
 }
 
 export interface TrainResult {
@@ -76,7 +79,13 @@ function absolute(opts: TrainOptions): TrainOptions {
 }
 
 export async function trainModel(options: TrainOptions): Promise<TrainResult> {
-  const opts = absolute(options);
+  await runTraining(options);
+  return finishTraining(options);
+}
+
+/** The Paddle training run alone: leaves final.pdparams and training.json in the work directory. */
+export async function runTraining(options: Pick<TrainOptions, 'config' | 'workDir' | 'dataRoot' | 'resume' | 'threads' | 'processes'>): Promise<TrainingSummary> {
+  const opts = { ...options, workDir: path.resolve(options.workDir), dataRoot: options.dataRoot && path.resolve(options.dataRoot) };
   await requireEnv();
   await mkdir(opts.workDir, { recursive: true });
   const configJson = path.join(opts.workDir, 'config.json');
@@ -94,13 +103,17 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   } finally {
     process.off('SIGINT', ignore);
   }
-  return finishTraining(opts);
+  return readTrainingSummary(opts.workDir);
+}
+
+export async function readTrainingSummary(workDir: string): Promise<TrainingSummary> {
+  return JSON.parse(await readFile(path.join(path.resolve(workDir), 'training.json'), 'utf8')) as TrainingSummary;
 }
 
 /** Export + manifests for a finished run (also usable on a run finished earlier, e.g. in the background). */
 export async function finishTraining(options: TrainOptions): Promise<TrainResult> {
   const opts = absolute(options);
-  const summary = JSON.parse(await readFile(path.join(opts.workDir, 'training.json'), 'utf8')) as TrainingSummary;
+  const summary = await readTrainingSummary(opts.workDir);
   const labels = defaultLabels(summary.classes, summary.trade_relevant);
   await mkdir(opts.out, { recursive: true });
   const exported = await exportOnnx(path.join(opts.workDir, 'final.pdparams'), summary.arch, labels.length, path.join(opts.out, ONNX_FILE));
@@ -119,6 +132,7 @@ export async function finishTraining(options: TrainOptions): Promise<TrainResult
     processes: summary.processes ?? 1,
     history: summary.history,
     onnx_opset: exported.opset,
+    ...opts.trainingExtra,
   };
   const base = {
     name: opts.name,

@@ -4,16 +4,17 @@
  * exports FP32 ONNX and, with --int8, a calibrated INT8 model directory beside it.
  */
 import path from 'node:path';
-import { loadTrainConfig } from '../config.js';
+import { loadTrainConfig, withLabelsFile } from '../config.js';
 import { trainModel, finishTraining, type TrainOptions } from '../pipeline.js';
 import { parseFlags, runCli } from './args.js';
 
-const USAGE = 'usage: npm run train -- --config FILE [--data ROOT] [--out DIR] [--resume] [--int8]';
+const USAGE = 'usage: npm run train -- --config FILE [--data ROOT] [--labels CSV] [--out DIR] [--resume] [--int8]';
 
 runCli(async () => {
   const flags = parseFlags(process.argv.slice(2), {
     config: { type: 'string', required: true, help: 'training config (YAML, PaddleClas-style sections)' },
     data: { type: 'string', help: 'dataset root; overrides DataLoader.*.dataset.root' },
+    labels: { type: 'string', help: 'labels CSV; overrides DataLoader.*.dataset.labels (e.g. the labeled.csv of npm run ssld:split)' },
     out: { type: 'string', help: 'model directory to write (default models/<config name>)' },
     work: { type: 'string', help: 'checkpoints and logs (default runs/<config name>)' },
     name: { type: 'string', help: 'model name in model.json (default: the config file name)' },
@@ -26,7 +27,7 @@ runCli(async () => {
     nproc: { type: 'string', help: 'data-parallel processes under paddle.distributed.launch: one per GPU (default 1)' },
   }, USAGE);
   const configPath = String(flags.config);
-  const config = await loadTrainConfig(configPath);
+  const config = withLabelsFile(await loadTrainConfig(configPath), flags.labels as string | undefined);
   const base = path.basename(configPath).replace(/\.ya?ml$/, '');
   const out = String(flags.out ?? path.join('models', base));
   const opts: TrainOptions = {

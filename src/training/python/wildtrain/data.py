@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import random
 import sys
@@ -19,8 +20,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".
 @dataclass
 class Sample:
     path: str
-    label: str
+    label: str | None
     trade_relevant: bool | None = None
+    # SSLD: the frozen teacher's probabilities over Dataset.classes (None outside distillation).
+    soft: list[float] | None = None
 
 
 @dataclass
@@ -59,7 +62,28 @@ def read_folder_dataset(root: str) -> Dataset:
     return Dataset(samples, classes)
 
 
+def read_soft_label_set(file: str) -> Dataset:
+    """SSLD's distillation set, written by src/training/ssld: labelled and mined images with the
+    teacher's soft labels; mined images have label null."""
+    with open(file, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    classes = list(doc["classes"])
+    relevance = {c: bool(v) for c, v in doc.get("trade_relevant", {}).items() if v is not None}
+    samples = []
+    for item in doc["samples"]:
+        soft = item["soft"]
+        if len(soft) != len(classes):
+            raise ValueError(f"{file}: {item['path']} has {len(soft)} soft-label values for {len(classes)} classes")
+        label = item.get("label")
+        if label is not None and label not in classes:
+            raise ValueError(f"{file}: {item['path']} has label {label!r}, not one of the classes")
+        samples.append(Sample(item["path"], label, relevance.get(label) if label else None, soft))
+    return Dataset(samples, classes, relevance)
+
+
 def read_dataset(spec: dict, root_override: str | None = None) -> Dataset:
+    if spec["name"] == "SoftLabelSet":
+        return read_soft_label_set(spec["file"])
     root = root_override or spec.get("root")
     if not root:
         raise ValueError("dataset root is not set: pass --data or set DataLoader.*.dataset.root")

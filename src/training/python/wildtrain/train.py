@@ -32,6 +32,49 @@ def smoothed_cross_entropy(logits, labels, epsilon: float):
     return -(target * F.log_softmax(logits, axis=-1)).sum(axis=-1).mean()
 
 
+def js_divergence(logits, teacher_probs, eps: float = 1e-7):
+    """Jensen-Shannon divergence between the student's softmax and the teacher's (SSLD's loss):
+    symmetric and bounded, so confidently wrong teachers cannot blow the loss up as KL would."""
+    student = F.softmax(logits, axis=-1)
+    mid = (student + teacher_probs) / 2.0
+
+    def kl(p, q):
+        return (p * (paddle.log(p + eps) - paddle.log(q + eps))).sum(axis=-1)
+
+    return (0.5 * kl(teacher_probs, mid) + 0.5 * kl(student, mid)).mean()
+
+
+class Objective:
+    """The configured Loss.Train entries: CELoss on labelled samples (label smoothing), JSDivLoss
+    on every sample against its stored teacher soft label. Unlabelled (mined) samples only ever
+    reach the JS term."""
+
+    def __init__(self, entries: list[dict]):
+        self.ce = next((e["CELoss"] for e in entries if "CELoss" in e), None)
+        self.js = next((e["JSDivLoss"] for e in entries if "JSDivLoss" in e), None)
+
+    def __call__(self, logits, batch, class_index: dict):
+        total = None
+        if self.js:
+            soft = paddle.to_tensor(np.array([s.soft for s in batch], dtype=np.float32))
+            total = js_divergence(logits, soft) * self.js.get("weight", 1.0)
+        if self.ce:
+            rows = [i for i, s in enumerate(batch) if s.label is not None]
+            if rows:
+                y = paddle.to_tensor(np.array([class_index[batch[i].label] for i in rows], dtype=np.int64))
+                picked = logits if len(rows) == len(batch) else paddle.gather(logits, paddle.to_tensor(rows))
+                ce = smoothed_cross_entropy(picked, y, self.ce.get("epsilon", 0.0)) * self.ce.get("weight", 1.0)
+                total = ce if total is None else total + ce
+        if total is None:  # a JS-free batch of mined images cannot happen; a CE-only batch without labels can
+            total = (logits * 0.0).sum()
+        return total
+
+
+def target_index(sample, class_index: dict) -> int:
+    """For train accuracy: the label, or the teacher's top class for a mined image."""
+    return class_index[sample.label] if sample.label is not None else int(np.argmax(sample.soft))
+
+
 def make_optimizer(cfg: dict, model, steps_per_epoch: int, epochs: int):
     lr_cfg = cfg["lr"]
     total = max(1, steps_per_epoch * epochs)
@@ -183,7 +226,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
 
-    loss_cfg = cfg["Loss"]["Train"][0]["CELoss"]
+    objective = Objective(cfg["Loss"]["Train"])
     tcfg = train_cfg.get("transforms", {})
     crop_cfg = tcfg.get("random_resized_crop", {})
     scale, ratio = crop_cfg.get("scale", [0.08, 1.0]), crop_cfg.get("ratio", [3 / 4, 4 / 3])
@@ -207,15 +250,15 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
                     im = im.transpose(D.Image.FLIP_LEFT_RIGHT)
                 imgs.append(D.to_chw(im, mean, std))
             x = paddle.to_tensor(np.stack(imgs))
-            y = paddle.to_tensor(np.array([class_index[s.label] for s in batch], dtype=np.int64))
+            y = np.array([target_index(s, class_index) for s in batch], dtype=np.int64)
             logits = net(x)
-            loss = smoothed_cross_entropy(logits, y, loss_cfg.get("epsilon", 0.0)) * loss_cfg.get("weight", 1.0)
+            loss = objective(logits, batch, class_index)
             loss.backward()
             opt.step(); opt.clear_grad(); schedule.step()
             n = len(batch)
             seen += n
             loss_sum += float(loss) * n
-            correct += int((logits.argmax(axis=-1).numpy() == y.numpy()).sum())
+            correct += int((logits.argmax(axis=-1).numpy() == y).sum())
             progress.update(epoch, step + 1, loss_sum / seen, correct / seen, opt.get_lr())
             if stop["requested"]:
                 # The epoch is incomplete: keep the last finished epoch as the resume point.
@@ -245,6 +288,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         "image_size": size, "resize_short": short, "mean": mean, "std": std,
         "epochs": epochs, "history": history, "skipped": skipped, "processes": ranks.world,
         "train_images": len(train_samples), "eval_images": eval_count,
+        "unlabeled_train_images": sum(1 for s in train_samples if s.label is None),
         "calibration": [s.path for s in train_samples],
     }
     with open(os.path.join(out_dir, "training.json"), "w") as fh:

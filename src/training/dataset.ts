@@ -49,6 +49,11 @@ export function parseCsv(text: string): string[][] {
   return rows;
 }
 
+/** One CSV record for parseCsv to read back: only fields with a comma, quote or newline are quoted, so plain rows stay plain. */
+export function csvLine(fields: readonly string[]): string {
+  return `${fields.map((f) => (/[",\r\n]/.test(f) ? `"${f.replaceAll('"', '""')}"` : f)).join(',')}\n`;
+}
+
 export interface DatasetSource {
   root: string;
   /** CSV path: absolute, relative to the working directory, or relative to root. Omit for a folder. */

@@ -11,13 +11,8 @@
  *   <dir>/labels.csv                        compiled: path,class,split,decision_id,analyst,decided_at
  *   <dir>/report.json                       compiled: counts, conflicts, unresolved images, unknown labels
  *
- * Label semantics (one label per image, keyed by sha256): the decision with the latest decidedAt
- * wins (ties: later receivedAt, then file order). confirmed → class = label; rejected with
- * correctLabel → class = correctLabel; rejected without → no label (negative_without_label);
- * escalated → no label (pending); reopened → retracts everything before it (retracted). A winner
- * whose class is outside the known classes is reported (unknown_label), one whose bytes are
- * missing is reported (unresolved); neither is written to labels.csv. Disagreeing verdicts since
- * the last reopen are a conflict: resolved as above and listed in the report.
+ * Which decision labels an image, and what the report lists, is decided in labeled-set-compile.ts;
+ * this module is the storage around it.
  *
  * compile() derives everything from decisions.jsonl and the images folder, so the same files always
  * compile to the same labels.csv — after a restart, or in another process (npm run labels:compile).
@@ -29,15 +24,22 @@ import path from 'node:path';
 import { ScreeningError } from '../errors.js';
 import { readManifest } from '../model/manifest.js';
 import { sniffImageType, type Fetcher } from '../transport/fetcher.js';
-import { checkReviewDecision, type ReviewDecision, type ReviewVerdict } from '../transport/kafka/messages.js';
+import { checkReviewDecision, type ReviewDecision } from '../transport/kafka/messages.js';
+import { csvLine } from './dataset.js';
+import {
+  compileDecisions, duplicateKey, LABELS_HEADER, parseDecisionLine,
+  type DecisionLine, type ImageStatus, type LabeledSetReport,
+} from './labeled-set-compile.js';
+
+// Re-exported so importers of the labeled set need not know where compiling lives.
+export { duplicateKey, LABELS_HEADER, REPORT_SCHEMA } from './labeled-set-compile.js';
+export type { DecisionSummary, ImageOutcome, ImageStatus, LabeledSetReport } from './labeled-set-compile.js';
 
 export const DECISIONS_FILE = 'decisions.jsonl';
 export const LABELS_FILE = 'labels.csv';
 export const REPORT_FILE = 'report.json';
 export const IMAGES_DIR = 'images';
 export const POOL_INDEX_FILE = 'index.jsonl';
-export const LABELS_HEADER = ['path', 'class', 'split', 'decision_id', 'analyst', 'decided_at'] as const;
-export const REPORT_SCHEMA = 'wildlife-labels-report/v1';
 
 export interface LabeledSetOptions {
   /** A directory with index.jsonl lines {"sha256","file"} (file relative to it): images are copied from here first. */
@@ -58,56 +60,12 @@ export interface AppendMeta {
   receivedAt?: Date;
 }
 
-export type ImageStatus = 'present' | 'pool' | 'fetched' | 'unresolved' | 'skipped';
-
 export interface AppendResult {
   /** Already appended before (same reviewId, or same decisionId+verdict+label+analyst+decidedAt). */
   duplicate: boolean;
   sha256: string | null;
   image: ImageStatus;
   reason?: string;
-}
-
-export type ImageOutcome = 'labeled' | 'negative_without_label' | 'pending' | 'retracted' | 'unknown_label' | 'unresolved';
-
-export interface DecisionSummary {
-  decisionId: string;
-  reviewId: string | null;
-  analyst: string;
-  verdict: ReviewVerdict;
-  label: string;
-  correctLabel: string | null;
-  decidedAt: string;
-  receivedAt: string;
-}
-
-export interface LabeledSetReport {
-  schema: typeof REPORT_SCHEMA;
-  generatedAt: string;
-  knownClasses: string[] | null;
-  counts: {
-    /** Lines in decisions.jsonl (complete ones). */
-    lines: number;
-    invalid_lines: number;
-    /** Distinct decisions (lines minus duplicates and invalid lines). */
-    decisions: number;
-    duplicates: number;
-    /** Distinct images decided on; each has exactly one outcome below. */
-    images: number;
-    labeled: number;
-    negative_without_label: number;
-    pending: number;
-    retracted: number;
-    unknown_label: number;
-    unresolved: number;
-    conflicts: number;
-  };
-  /** Rows of labels.csv per class. */
-  perClass: Record<string, number>;
-  conflicts: Array<{ sha256: string | null; decisions: DecisionSummary[]; winner: DecisionSummary; outcome: ImageOutcome; class: string | null }>;
-  unresolved: Array<{ sha256: string | null; class: string; decisionIds: string[]; url: string | null; reason: string }>;
-  unknownLabels: Array<{ sha256: string | null; class: string; decisionId: string; analyst: string; decidedAt: string }>;
-  invalidLines: Array<{ line: number; reason: string }>;
 }
 
 export interface LabeledSet {
@@ -119,16 +77,6 @@ export interface LabeledSet {
   close(): Promise<void>;
 }
 
-/** One line of decisions.jsonl. */
-interface Line {
-  receivedAt: string;
-  source: { topic: string | null; partition: number | null; offset: string | null } | null;
-  decision: ReviewDecision;
-  image: { sha256: string | null; status: ImageStatus; reason?: string };
-  duplicate?: true;
-}
-
-const SHA256 = /^[0-9a-f]{64}$/;
 const STORED_FILE = /^([0-9a-f]{64})\.([a-z0-9]+)$/;
 const EXTENSIONS: Record<string, string> = {
   'image/jpeg': 'jpg', 'image/png': 'png', 'image/gif': 'gif', 'image/webp': 'webp', 'image/tiff': 'tif',
@@ -136,13 +84,6 @@ const EXTENSIONS: Record<string, string> = {
 };
 
 const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
-
-/** The dedupe key: reviewId when the console sent one, else the decision's content. */
-export function duplicateKey(d: ReviewDecision): string {
-  return d.reviewId !== undefined
-    ? `review:${d.reviewId}`
-    : `content:${JSON.stringify([d.decisionId, d.verdict, d.label, d.analyst, Date.parse(d.decidedAt)])}`;
-}
 
 /** The label names of a model directory's model.json. */
 export async function readKnownClasses(modelDir: string): Promise<string[]> {
@@ -192,25 +133,6 @@ async function* completeLines(file: string): AsyncGenerator<string> {
   }
 }
 
-function parseLine(text: string): { ok: true; line: Line } | { ok: false; reason: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    return { ok: false, reason: `not JSON: ${(err as Error).message}` };
-  }
-  const line = json as Partial<Line> | null;
-  if (!line || typeof line !== 'object' || typeof line.receivedAt !== 'string' || !Number.isFinite(Date.parse(line.receivedAt))) {
-    return { ok: false, reason: 'no valid receivedAt' };
-  }
-  const checked = checkReviewDecision(line.decision);
-  if (!checked.ok) return { ok: false, reason: `decision ${checked.reason}` };
-  const image = line.image && typeof line.image === 'object' ? line.image : { sha256: null, status: 'unresolved' as const, reason: 'no image record' };
-  return { ok: true, line: { ...(line as Line), image } };
-}
-
-const csvField = (value: string) => (/[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value);
-
 class Store implements LabeledSet {
   private readonly decisionsFile: string;
   private readonly imagesDir: string;
@@ -245,14 +167,14 @@ class Store implements LabeledSet {
     await mkdir(this.imagesDir, { recursive: true });
     if (exists) {
       for await (const text of completeLines(this.decisionsFile)) {
-        const parsed = parseLine(text);
+        const parsed = parseDecisionLine(text);
         if (parsed.ok) this.remember(parsed.line);
       }
     }
     await this.scanImages();
   }
 
-  private remember(line: Line): void {
+  private remember(line: DecisionLine): void {
     this.seen.add(duplicateKey(line.decision));
     const sha = line.decision.image?.sha256?.toLowerCase() ?? line.image.sha256;
     if (sha && !this.shaByDecision.has(line.decision.decisionId)) this.shaByDecision.set(line.decision.decisionId, sha);
@@ -300,7 +222,7 @@ class Store implements LabeledSet {
       const image = duplicate
         ? { sha256: this.shaOf(decision), status: 'skipped' as const, reason: 'duplicate' }
         : await this.resolveImage(decision);
-      const line: Line = {
+      const line: DecisionLine = {
         receivedAt: (meta.receivedAt ?? new Date()).toISOString(),
         source: meta.topic !== undefined || meta.partition !== undefined || meta.offset !== undefined
           ? { topic: meta.topic ?? null, partition: meta.partition ?? null, offset: meta.offset ?? null }
@@ -322,7 +244,7 @@ class Store implements LabeledSet {
   }
 
   /** Finds the photo's bytes: already stored → the pool → image.url (sha256 verified when given). */
-  private async resolveImage(d: ReviewDecision): Promise<Line['image']> {
+  private async resolveImage(d: ReviewDecision): Promise<DecisionLine['image']> {
     const claimed = this.shaOf(d);
     if (claimed && this.stored.has(claimed)) return { sha256: claimed, status: 'present' };
     // A reopen never makes a label: nothing worth fetching for it.
@@ -411,128 +333,13 @@ class Store implements LabeledSet {
   }
 
   private async compileNow(): Promise<LabeledSetReport> {
-    interface Entry { line: Line; index: number; decidedMs: number; receivedMs: number }
-    const invalidLines: LabeledSetReport['invalidLines'] = [];
-    const entries: Entry[] = [];
-    const seen = new Set<string>();
-    let lines = 0;
-    let duplicates = 0;
-    const exists = await stat(this.decisionsFile).then(() => true, () => false);
-    if (exists) {
-      for await (const text of completeLines(this.decisionsFile)) {
-        lines++;
-        if (text.trim() === '') {
-          invalidLines.push({ line: lines, reason: 'empty line' });
-          continue;
-        }
-        const parsed = parseLine(text);
-        if (!parsed.ok) {
-          invalidLines.push({ line: lines, reason: parsed.reason });
-          continue;
-        }
-        const key = duplicateKey(parsed.line.decision);
-        if (seen.has(key)) {
-          duplicates++;
-          continue;
-        }
-        seen.add(key);
-        entries.push({ line: parsed.line, index: lines, decidedMs: Date.parse(parsed.line.decision.decidedAt), receivedMs: Date.parse(parsed.line.receivedAt) });
-      }
+    const texts: string[] = [];
+    if (await stat(this.decisionsFile).then(() => true, () => false)) {
+      for await (const text of completeLines(this.decisionsFile)) texts.push(text);
     }
-
-    const shaByDecision = new Map<string, string>();
-    const ownSha = (l: Line) => l.decision.image?.sha256?.toLowerCase() ?? l.image.sha256 ?? null;
-    for (const e of entries) {
-      const sha = ownSha(e.line);
-      if (sha && SHA256.test(sha) && !shaByDecision.has(e.line.decision.decisionId)) shaByDecision.set(e.line.decision.decisionId, sha);
-    }
-    const groups = new Map<string, Entry[]>();
-    for (const e of entries) {
-      const sha = ownSha(e.line) ?? shaByDecision.get(e.line.decision.decisionId);
-      const key = sha ?? `decision:${e.line.decision.decisionId}`;
-      if (!groups.has(key)) groups.set(key, []);
-      groups.get(key)!.push(e);
-    }
-
     const stored = await this.scanImages();
-    const summary = (e: Entry): DecisionSummary => ({
-      decisionId: e.line.decision.decisionId,
-      reviewId: e.line.decision.reviewId ?? null,
-      analyst: e.line.decision.analyst,
-      verdict: e.line.decision.verdict,
-      label: e.line.decision.label,
-      correctLabel: e.line.decision.correctLabel ?? null,
-      decidedAt: e.line.decision.decidedAt,
-      receivedAt: e.line.receivedAt,
-    });
-    /** What a confirm/reject says about the photo: a class, or "not what the model said". */
-    const verdictOutcome = (d: ReviewDecision): string | null =>
-      d.verdict === 'confirmed' ? `class:${d.label}` : d.verdict === 'rejected' ? (d.correctLabel != null ? `class:${d.correctLabel}` : 'negative') : null;
-
-    const rows: string[][] = [];
-    const perClass: Record<string, number> = {};
-    const outcomes: Record<ImageOutcome, number> = { labeled: 0, negative_without_label: 0, pending: 0, retracted: 0, unknown_label: 0, unresolved: 0 };
-    const conflicts: LabeledSetReport['conflicts'] = [];
-    const unresolved: LabeledSetReport['unresolved'] = [];
-    const unknownLabels: LabeledSetReport['unknownLabels'] = [];
-
-    for (const key of [...groups.keys()].sort()) {
-      const group = groups.get(key)!.sort((a, b) => a.decidedMs - b.decidedMs || a.receivedMs - b.receivedMs || a.index - b.index);
-      const sha = key.startsWith('decision:') ? null : key;
-      const winner = group[group.length - 1]!;
-      const d = winner.line.decision;
-      const cls = d.verdict === 'confirmed' ? d.label : d.verdict === 'rejected' && d.correctLabel != null ? d.correctLabel : null;
-      let outcome: ImageOutcome;
-      if (d.verdict === 'reopened') outcome = 'retracted';
-      else if (d.verdict === 'escalated') outcome = 'pending';
-      else if (cls === null) outcome = 'negative_without_label';
-      else if (this.known && !this.known.has(cls)) outcome = 'unknown_label';
-      else if (!sha || !stored.has(sha)) outcome = 'unresolved';
-      else outcome = 'labeled';
-      outcomes[outcome]++;
-
-      // A reopen retracts what came before it; only disagreement after the last one is a conflict.
-      let lastReopen = -1;
-      group.forEach((e, i) => { if (e.line.decision.verdict === 'reopened') lastReopen = i; });
-      const live = new Set(group.slice(lastReopen + 1).map((e) => verdictOutcome(e.line.decision)).filter((o): o is string => o !== null));
-      if (live.size > 1) conflicts.push({ sha256: sha, decisions: group.map(summary), winner: summary(winner), outcome, class: cls });
-
-      if (outcome === 'unknown_label') {
-        unknownLabels.push({ sha256: sha, class: cls!, decisionId: d.decisionId, analyst: d.analyst, decidedAt: d.decidedAt });
-      } else if (outcome === 'unresolved') {
-        const byArrival = [...group].sort((a, b) => a.index - b.index);
-        const reason = byArrival.map((e) => e.line.image.reason).filter((r): r is string => !!r && r !== 'duplicate').at(-1)
-          ?? (sha ? 'image bytes are not in the store' : 'no image reference (image.sha256 or image.url)');
-        const url = byArrival.map((e) => e.line.decision.image?.url).filter((u): u is string => !!u).at(-1) ?? null;
-        unresolved.push({ sha256: sha, class: cls!, decisionIds: [...new Set(group.map((e) => e.line.decision.decisionId))], url, reason });
-      } else if (outcome === 'labeled') {
-        rows.push([stored.get(sha!)!, cls!, 'train', d.decisionId, d.analyst, d.decidedAt]);
-        perClass[cls!] = (perClass[cls!] ?? 0) + 1;
-      }
-    }
-
-    rows.sort((a, b) => (a[0]! < b[0]! ? -1 : a[0]! > b[0]! ? 1 : 0));
-    const csv = [LABELS_HEADER as readonly string[], ...rows].map((r) => r.map(csvField).join(',')).join('\n') + '\n';
-    const report: LabeledSetReport = {
-      schema: REPORT_SCHEMA,
-      generatedAt: new Date().toISOString(),
-      knownClasses: this.known ? [...this.known].sort() : null,
-      counts: {
-        lines,
-        invalid_lines: invalidLines.length,
-        decisions: entries.length,
-        duplicates,
-        images: groups.size,
-        ...outcomes,
-        conflicts: conflicts.length,
-      },
-      perClass: Object.fromEntries(Object.entries(perClass).sort(([a], [b]) => (a < b ? -1 : 1))),
-      conflicts,
-      unresolved,
-      unknownLabels,
-      invalidLines,
-    };
-    await writeAtomic(path.join(this.dir, LABELS_FILE), csv);
+    const { rows, report } = compileDecisions(texts, { stored, knownClasses: this.known, generatedAt: new Date() });
+    await writeAtomic(path.join(this.dir, LABELS_FILE), [LABELS_HEADER, ...rows].map(csvLine).join(''));
     await writeAtomic(path.join(this.dir, REPORT_FILE), `${JSON.stringify(report, null, 2)}\n`);
     return report;
   }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ScreeningError } from '../../errors.js';
-import { parseCsv } from '../dataset.js';
+import { csvLine, parseCsv } from '../dataset.js';
 
 export interface SplitResult {
   labeled: number;
@@ -16,9 +16,6 @@ export interface SplitResult {
   kept: number;
   files: { labeled: string; pool: string; hidden: string };
 }
-
-const csvField = (v: string) => (/[",\n\r]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
-export const csvLine = (fields: readonly string[]) => `${fields.map(csvField).join(',')}\n`;
 
 /**
  * Writes into `out`: labeled.csv (labelled train rows + every other split's rows, paths relative to

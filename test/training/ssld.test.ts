@@ -117,6 +117,18 @@ describe('npm run ssld with configs/train/ssld-tiny.yaml (the CI smoke run)', ()
     assert.equal(openSessionCount(), before);
   });
 
+  test('npm run eval --compare evaluates candidate and current model on the same images and records the verdict', async () => {
+    const { stdout: out } = await run('npx', ['tsx', 'src/training/cli/eval.ts', '--model', path.join(tmp, 'control'), '--compare', teacherDir(),
+      '--data', data.root, '--labels', data.labels, '--split', 'val', '--json', '--record', '--report', path.join(tmp, 'cmp.md')], { cwd: REPO_ROOT });
+    const comparison = JSON.parse(out) as { n: number; verdict: string; candidate: { name: string }; baseline: { name: string; top1: number }; report: string };
+    assert.equal(comparison.n, 12);
+    assert.deepEqual([comparison.candidate.name, comparison.baseline.name], ['ssld-tiny-control', 'tiny-teacher']);
+    const recorded = (await readManifest(path.join(tmp, 'control'))).metrics as { comparison: { baseline: string; verdict: string } };
+    assert.deepEqual(recorded.comparison.baseline, 'tiny-teacher@0.0.1');
+    assert.equal(recorded.comparison.verdict, comparison.verdict);
+    assert.match(await readFile(comparison.report, 'utf8'), /\| baseline \| tiny-teacher 0\.0\.1 \|/);
+  });
+
   test('a labelled class the teacher does not know stops the loop with SSLD_LABELS_MISMATCH', async () => {
     const csv = path.join(tmp, 'extra.csv');
     const text = await readFile(data.labels, 'utf8');

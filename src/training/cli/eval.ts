@@ -14,6 +14,8 @@ import { readManifest, writeManifest } from '../../model/manifest.js';
 import { readDataset } from '../dataset.js';
 import { calibrate, predict, score, type EvalReport } from '../evaluate.js';
 import { renderReport } from '../report.js';
+import { compareModels, renderComparison } from '../ssld/compare.js';
+import type { Dataset } from '../dataset.js';
 import { parseFlags, runCli } from './args.js';
 
 runCli(async () => {
@@ -27,12 +29,14 @@ runCli(async () => {
     record: { type: 'boolean', help: 'write these metrics into model.json (metrics.eval)' },
     report: { type: 'string', help: 'HTML report path (default runs/eval/<model>-<version>-<split>.html)' },
     threads: { type: 'string', help: 'ONNX Runtime intra-op threads (default: all cores)' },
-  }, 'usage: npm run eval -- --model DIR --data ROOT [--labels CSV] [--split val] [--json]');
+    compare: { type: 'string', help: 'a second model directory (the one in service): evaluate both on the same images and compare; with --record the comparison goes into --model\'s model.json, which npm run model:promote checks' },
+  }, 'usage: npm run eval -- --model DIR --data ROOT [--labels CSV] [--split val] [--json] [--compare DIR]');
   const target = flags.calibrate === undefined ? undefined : flags.calibrate === 'f1' ? null : Number(flags.calibrate);
   if (typeof target === 'number' && !(target > 0 && target < 1)) throw new ScreeningError('CLI_USAGE', '--calibrate takes a precision between 0 and 1 (e.g. 0.9) or "f1".');
   const modelDir = String(flags.model);
   const dataset = await readDataset({ root: String(flags.data), labels: flags.labels ? String(flags.labels) : undefined, split: flags.split ? String(flags.split) : null });
   if (dataset.samples.length === 0) throw new ScreeningError('DATASET_INVALID', `no images${flags.split ? ` in split ${String(flags.split)}` : ''}.`);
+  if (flags.compare) return compareCli(modelDir, String(flags.compare), dataset, flags);
   const classifier = await loadClassifier(modelDir, { intraOpThreads: flags.threads ? Number(flags.threads) : 0 });
   try {
     const m = classifier.manifest;
@@ -86,3 +90,18 @@ runCli(async () => {
     await classifier.dispose();
   }
 });
+
+/** --compare: candidate and current model on the same images, through the same evaluation. */
+async function compareCli(modelDir: string, baselineDir: string, dataset: Dataset, flags: Record<string, string | boolean | undefined>): Promise<void> {
+  const data = `${path.basename(path.resolve(String(flags.data)))}${flags.split ? ` ${String(flags.split)}` : ''}`;
+  const comparison = await compareModels({ candidate: modelDir, baseline: baselineDir, dataset, data, threads: flags.threads ? Number(flags.threads) : 0 });
+  const c = comparison.candidate;
+  const reportPath = String(flags.report ?? path.join('runs', 'eval', `${c.name}-${c.version}-vs-${comparison.baseline.name}-${comparison.baseline.version}.md`));
+  await mkdir(path.dirname(reportPath), { recursive: true });
+  await writeFile(reportPath, renderComparison(comparison));
+  if (flags.record) {
+    const fresh = await readManifest(modelDir);
+    await writeManifest(modelDir, { ...fresh, metrics: { ...fresh.metrics, eval: { data, n: c.n, top1: c.top1, flag: c.flag, per_class_f1: c.perClassF1, evaluated: comparison.compared }, comparison: { baseline: `${comparison.baseline.name}@${comparison.baseline.version}`, delta: comparison.delta, verdict: comparison.verdict } } });
+  }
+  process.stdout.write(flags.json ? `${JSON.stringify({ ...comparison, report: reportPath })}\n` : `${renderComparison(comparison).split('\n').slice(0, 10).join('\n')}\nreport: ${reportPath}\n`);
+}

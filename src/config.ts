@@ -27,6 +27,10 @@ export interface ServiceConfig {
     maxAttempts: number; retryBackoffMs: number; highWater: number; lowWater: number; lagIntervalMs: number; shutdownTimeoutMs: number;
   };
   response: { topK: number };
+  /** Screened photos sampled to disk as unlabeled data for SSLD (src/screening/pool.ts). */
+  pool: { enabled: boolean; directory: string; sampleRate: number; maxImages: number; maxPendingWrites: number; sources: Array<'http' | 'kafka' | 'cli'> };
+  /** A candidate model run on a share of live traffic, never deciding (src/screening/shadow.ts). */
+  shadow: { modelDir: string | null; sampleRate: number; maxInFlight: number; allowedRoots: string[] };
   logging: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   /** From NODE_ENV; production refuses to start without API keys. */
   production: boolean;
@@ -36,7 +40,8 @@ const posInt = { type: 'integer', minimum: 1 };
 const section = (required: string[], properties: Record<string, unknown>) => ({ type: 'object', additionalProperties: false, required, properties });
 
 const topicName = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,249}$' };
-const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'kafka', 'response', 'logging', 'production'], {
+const rate = { type: 'number', minimum: 0, maximum: 1 };
+const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'kafka', 'response', 'pool', 'shadow', 'logging', 'production'], {
   server: section(['host', 'port', 'bodyLimitBytes', 'batchLimit', 'requestTimeoutMs', 'shutdownGraceMs', 'trustProxy'], {
     host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
     bodyLimitBytes: posInt, batchLimit: { type: 'integer', minimum: 1, maximum: 256 }, requestTimeoutMs: posInt,
@@ -70,6 +75,15 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
     highWater: posInt, lowWater: { type: 'integer', minimum: 0 }, lagIntervalMs: posInt, shutdownTimeoutMs: posInt,
   }),
   response: section(['topK'], { topK: { type: 'integer', minimum: 1, maximum: 100 } }),
+  pool: section(['enabled', 'directory', 'sampleRate', 'maxImages', 'maxPendingWrites', 'sources'], {
+    enabled: { type: 'boolean' }, directory: { type: 'string', minLength: 1 }, sampleRate: rate, maxImages: posInt,
+    maxPendingWrites: { type: 'integer', minimum: 1, maximum: 4096 },
+    sources: { type: 'array', uniqueItems: true, items: { enum: ['http', 'kafka', 'cli'] } },
+  }),
+  shadow: section(['modelDir', 'sampleRate', 'maxInFlight', 'allowedRoots'], {
+    modelDir: { type: ['string', 'null'], minLength: 1 }, sampleRate: rate, maxInFlight: { type: 'integer', minimum: 1, maximum: 64 },
+    allowedRoots: { type: 'array', items: { type: 'string', minLength: 1 } },
+  }),
   logging: section(['level'], { level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } }),
   production: { type: 'boolean' },
 });
@@ -96,8 +110,11 @@ export function describeSchemaError(e: ErrorObject): string {
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 const number = (v: string) => (/^-?\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : v);
 
-/** Environment variable → config path and parser. Values that fail to parse are left for the schema to report. */
-const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown]> = {
+/**
+ * Environment variable → config path and parser, and optionally keys of the same section that the
+ * variable's presence also sets. Values that fail to parse are left for the schema to report.
+ */
+const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown, Record<string, unknown>?]> = {
   HOST: ['server', 'host', String],
   PORT: ['server', 'port', number],
   API_KEYS: ['auth', 'apiKeys', list],
@@ -110,6 +127,11 @@ const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown]> = 
   LOG_LEVEL: ['logging', 'level', String],
   KAFKA_BROKERS: ['kafka', 'brokers', list],
   KAFKA_GROUP_ID: ['kafka', 'groupId', String],
+  // Naming a pool directory is the switch: nobody sets a directory for a pool they want off.
+  POOL_DIR: ['pool', 'directory', String, { enabled: true }],
+  POOL_SAMPLE_RATE: ['pool', 'sampleRate', number],
+  SHADOW_MODEL_DIR: ['shadow', 'modelDir', String],
+  SHADOW_SAMPLE_RATE: ['shadow', 'sampleRate', number],
 };
 
 function deepFreeze<T>(value: T): T {
@@ -141,11 +163,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Reco
     }
   }
   const config: Record<string, unknown> = structuredClone(raw);
-  for (const [name, [sec, key, parse]] of Object.entries(ENV_OVERRIDES)) {
+  for (const [name, [sec, key, parse, also]] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
     const target = (config[sec] ??= {}) as Record<string, unknown>;
     target[key] = parse(value);
+    Object.assign(target, also);
   }
   for (const [sec, values] of Object.entries(overrides)) config[sec] = { ...(config[sec] as object), ...values };
   config.production = env.NODE_ENV === 'production';

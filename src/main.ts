@@ -17,7 +17,10 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => {
     server.logger.info('SIGHUP: reloading models');
     server.service.reload().then(
-      () => server.logger.info({ models: server.service.models().map((m) => `${m.name}@${m.version}`) }, 'models reloaded'),
+      () => {
+        const candidate = server.service.shadowStatus().candidate;
+        server.logger.info({ models: server.service.models().map((m) => `${m.name}@${m.version}`), shadow: candidate ? `${candidate.name}@${candidate.version}` : null }, 'models reloaded');
+      },
       () => undefined, // logged by the reloadFailed listener
     );
   });

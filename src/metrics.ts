@@ -38,6 +38,12 @@ export function createMetrics(service: ScreeningService): Metrics {
   const cache = new client.Counter({ name: m('cache_requests_total'), help: 'Dedupe cache look-ups by result.', labelNames: ['result'], registers: [registry] });
   const modelInfo = new client.Gauge({ name: m('model_info'), help: 'Models being served (value 1), by name, version and generation.', labelNames: ['name', 'version', 'generation'], registers: [registry] });
   const reloadFailures = new client.Counter({ name: m('model_reload_failures_total'), help: 'Failed model reloads.', registers: [registry] });
+  const poolSamples = new client.Counter({ name: m('pool_samples_total'), help: 'Photos sampled for the unlabeled pool, by outcome (stored, duplicate, full, dropped, failed).', labelNames: ['outcome'], registers: [registry] });
+  const poolImages = new client.Gauge({ name: m('pool_images'), help: 'Images in the unlabeled pool directory.', registers: [registry] });
+  const shadowRequests = new client.Counter({ name: m('shadow_requests_total'), help: 'Fresh decisions offered to the shadow candidate, by outcome (compared, dropped, failed, skipped = not sampled).', labelNames: ['outcome'], registers: [registry] });
+  const shadowComparisons = new client.Counter({ name: m('shadow_comparisons_total'), help: 'Shadow candidate vs primary: who flagged (both, primary_only, candidate_only, neither) and whether top-1 labels agree.', labelNames: ['candidate', 'flag', 'top1'], registers: [registry] });
+  const shadowDelta = new client.Histogram({ name: m('shadow_score_delta'), help: '|candidate − primary| of the highest trade-relevant score per compared photo.', labelNames: ['candidate'], buckets: [0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1], registers: [registry] });
+  const shadowInfo = new client.Gauge({ name: m('shadow_candidate_info'), help: 'The shadow candidate (value 1), by name, version and sha256 of model.onnx.', labelNames: ['name', 'version', 'sha256'], registers: [registry] });
   new client.Gauge({
     name: m('queue_depth'), help: 'Requests waiting for a batch, by lane.', labelNames: ['lane'], registers: [registry],
     collect() {
@@ -76,6 +82,24 @@ export function createMetrics(service: ScreeningService): Metrics {
   const loaded = service.models();
   if (loaded.length) showModels(loaded[0]!.generation, loaded);
   service.on('reloadFailed', () => reloadFailures.inc());
+
+  service.on('poolSample', ({ outcome, images }) => {
+    poolSamples.inc({ outcome });
+    poolImages.set(images);
+  });
+  poolImages.set(service.poolStatus()?.images ?? 0);
+  service.on('shadowRequest', ({ outcome }) => shadowRequests.inc({ outcome }));
+  service.on('shadowComparison', ({ candidate, flag, top1, scoreDelta }) => {
+    shadowComparisons.inc({ candidate, flag, top1 });
+    shadowDelta.observe({ candidate }, scoreDelta);
+  });
+  const showCandidate = (c: { name: string; version: string; sha256: string } | null) => {
+    shadowInfo.reset();
+    if (c) shadowInfo.set({ name: c.name, version: c.version, sha256: c.sha256 }, 1);
+  };
+  service.on('shadowCandidate', ({ candidate }) => showCandidate(candidate));
+  // A candidate from the config was activated before these metrics existed.
+  showCandidate(service.shadowStatus().candidate);
 
   const attachKafka = (pipeline: KafkaPipeline) => {
     const messages = new client.Counter({ name: m('kafka_messages_total'), help: 'Input messages by outcome (screened, flagged, dead_lettered, retried) and error code.', labelNames: ['outcome', 'code'], registers: [registry] });

@@ -29,6 +29,23 @@ export async function startServer(config: Readonly<ServiceConfig>, options: { lo
   const service = await createScreeningService(config, options.modelsRoot ?? path.join(REPO_ROOT, 'models'));
   service.on('modelLoaded', (e) => logger.info(e, 'model loaded and warmed up'));
   service.on('reloadFailed', ({ error }) => logger.error({ err: error }, 'model reload failed; previous models keep serving'));
+  service.on('shadowCandidate', ({ candidate, previous, reason }) => {
+    const name = (c: typeof candidate) => (c ? `${c.name}@${c.version}` : null);
+    const message = reason === 'promoted' ? 'shadow candidate now serves as a primary model; shadow cleared' : `shadow candidate ${reason}`;
+    logger.info({ candidate: name(candidate), previous: name(previous), sha256: (candidate ?? previous)?.sha256, directory: candidate?.directory }, message);
+  });
+  service.on('shadowFailed', ({ candidate, during, error }) => {
+    // A comparison failure is one photo (counted in metrics); a load failure needs a human.
+    if (during === 'compare') logger.warn({ candidate, err: error }, 'shadow comparison failed');
+    else logger.error({ candidate, during, err: error }, 'shadow candidate could not be loaded; the previous one, if any, stays');
+  });
+  service.on('shadowComparison', (e) => {
+    // For analysts to label a sample of the disagreements; the sha256 also finds the photo in the pool.
+    if (e.flag === 'primary_only' || e.flag === 'candidate_only' || e.top1 === 'disagree') logger.debug(e, 'shadow disagreement');
+  });
+  service.on('poolFailed', ({ sha256, error }) => logger.warn({ sha256, err: error }, 'pool write failed; the sample is skipped'));
+  const shadow = service.shadowStatus();
+  if (config.shadow.modelDir && !shadow.candidate) logger.error({ directory: config.shadow.modelDir, error: shadow.lastError }, 'shadow candidate could not be loaded; running without one');
   const metrics = createMetrics(service);
   const kafka = config.kafka.brokers.length ? createKafkaPipeline(service, config.kafka, logger) : null;
   if (kafka) {
@@ -46,7 +63,11 @@ export async function startServer(config: Readonly<ServiceConfig>, options: { lo
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  logger.info({ url, models: service.models().map((m) => `${m.name}@${m.version}`), auth: config.auth.apiKeys.length > 0 }, 'listening');
+  const candidate = service.shadowStatus().candidate;
+  logger.info({
+    url, models: service.models().map((m) => `${m.name}@${m.version}`), auth: config.auth.apiKeys.length > 0,
+    shadow: candidate ? `${candidate.name}@${candidate.version}` : null, pool: service.poolStatus()?.directory ?? null,
+  }, 'listening');
   let closing: Promise<void> | null = null;
   if (kafka) {
     // The HTTP side serves while the consumer joins its group; /readyz says when both are up. A

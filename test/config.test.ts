@@ -56,6 +56,33 @@ describe('service configuration', () => {
     assert.throws(() => loadConfig({ MAX_BATCH_SIZE: '4' }), /preferredBatchSizes: 8 exceeds maxBatchSize 4/);
   });
 
+  test('the pool is off and no candidate is in shadow by default', () => {
+    const config = loadConfig({});
+    assert.deepEqual(config.pool, { enabled: false, directory: 'runs/pool', sampleRate: 0.05, maxImages: 100000, maxPendingWrites: 32, sources: ['http', 'kafka'] });
+    assert.deepEqual(config.shadow, { modelDir: null, sampleRate: 0.1, maxInFlight: 4, allowedRoots: ['runs'] });
+    assert.ok(Object.isFrozen(config.pool.sources) && Object.isFrozen(config.shadow.allowedRoots));
+  });
+
+  test('POOL_DIR switches the pool on with that directory; POOL_SAMPLE_RATE, SHADOW_MODEL_DIR and SHADOW_SAMPLE_RATE override', () => {
+    const config = loadConfig({ POOL_DIR: '/data/pool', POOL_SAMPLE_RATE: '0.2', SHADOW_MODEL_DIR: 'runs/ssld/model', SHADOW_SAMPLE_RATE: '1' });
+    assert.equal(config.pool.enabled, true);
+    assert.equal(config.pool.directory, '/data/pool');
+    assert.equal(config.pool.sampleRate, 0.2);
+    assert.equal(config.shadow.modelDir, 'runs/ssld/model');
+    assert.equal(config.shadow.sampleRate, 1);
+    assert.equal(loadConfig({ POOL_SAMPLE_RATE: '0.2' }).pool.enabled, false, 'a rate alone does not switch the pool on');
+  });
+
+  test('pool and shadow settings out of range are all listed', () => {
+    assert.throws(() => loadConfig({ POOL_SAMPLE_RATE: '1.5', SHADOW_SAMPLE_RATE: 'often' }, { pool: { sources: ['http', 'ftp'], maxImages: 0 }, shadow: { maxInFlight: 0, modelDir: '' } }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      for (const where of ['pool.sampleRate', 'pool.sources.1', 'pool.maxImages', 'shadow.sampleRate', 'shadow.maxInFlight', 'shadow.modelDir']) {
+        assert.ok(err.problems.some((p) => p.startsWith(`${where}:`)), `${where} in ${err.message}`);
+      }
+      return true;
+    });
+  });
+
   test('production without API keys is refused', () => {
     assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /NODE_ENV=production requires API keys/);
     assert.equal(loadConfig({ NODE_ENV: 'production', API_KEYS: 'k'.repeat(32) }).production, true);

@@ -1,7 +1,9 @@
 /**
  * The screening pipeline: bytes (or a URL) → preprocessing → the model generation's batchers →
  * policy → one result. Transport-free: HTTP, Kafka and the CLI all call screen(). Components emit
- * named events; metrics and logs subscribe to them, so none of that leaks in here.
+ * named events; metrics and logs subscribe to them, so none of that leaks in here. After a fresh
+ * result, two optional side paths get the photo without holding up the answer: the unlabeled pool
+ * (pool.ts) and the shadow candidate (shadow.ts).
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -15,6 +17,8 @@ import { createModelRegistry, type ModelRegistry, type RegistryEvents } from '..
 import { decide, type FlagReason } from '../policy/index.js';
 import { prepareImage, tensorSpecOf, writeTensor, type PreparedImage, type SourceInfo } from '../preprocess/index.js';
 import { createFetcher, type Fetcher } from '../transport/fetcher.js';
+import { createPoolSampler, type PoolEvents, type PoolMeta, type PoolSampler, type PoolStatus } from './pool.js';
+import { Shadow, type ShadowEvents, type ShadowStatus } from './shadow.js';
 
 export type Source = 'http' | 'kafka' | 'cli';
 
@@ -25,6 +29,8 @@ export interface ScreenRequest {
   lane?: Lane;
   timeoutMs?: number;
   requestId?: string;
+  /** Listing context, kept with the photo if it is sampled into the unlabeled pool. */
+  meta?: PoolMeta;
 }
 
 export interface LabelScore { label: string; score: number; trade_relevant: boolean }
@@ -49,6 +55,17 @@ export interface ScreeningEvents {
   models: RegistryEvents['generation'];
   modelLoaded: RegistryEvents['loaded'];
   reloadFailed: RegistryEvents['reloadFailed'];
+  poolSample: PoolEvents['sample'];
+  poolFailed: PoolEvents['failed'];
+  shadowRequest: ShadowEvents['request'];
+  shadowComparison: ShadowEvents['comparison'];
+  shadowCandidate: ShadowEvents['candidate'];
+  shadowFailed: ShadowEvents['failed'];
+}
+
+export interface ServiceOptions {
+  /** [0, 1) source for the pool and shadow sampling decisions; tests force them with () => 0 or () => 1. */
+  random?: () => number;
 }
 
 interface BatchItem { tensor: Float32Array; enqueuedAt: number }
@@ -58,8 +75,17 @@ type Batchers = Map<Classifier, Batcher<BatchItem, BatchOutput>>;
 export interface ScreeningService {
   screen(request: ScreenRequest): Promise<ScreenResult>;
   models(): Array<{ name: string; version: string; architecture: string; precision: string; inputSize: number; labels: Classifier['manifest']['labels']; sha256: string; generation: number }>;
+  /** Reloads the primary models, then the shadow candidate (cleared if it has been promoted). */
   reload(): Promise<void>;
   queueDepth(): { interactive: number; bulk: number };
+  shadowStatus(): ShadowStatus;
+  /** Directories outside the models root and shadow.allowedRoots are refused (SHADOW_DIR_FORBIDDEN). */
+  setShadow(modelDir: string, options?: { sampleRate?: number }): Promise<ShadowStatus>;
+  clearShadow(): Promise<ShadowStatus>;
+  /** null when the pool is off. */
+  poolStatus(): PoolStatus | null;
+  /** Resolves once the background work started so far (pool writes, shadow runs) has finished. */
+  settle(): Promise<void>;
   ready(): boolean;
   close(): Promise<void>;
   on<K extends keyof ScreeningEvents>(event: K, listener: (e: ScreeningEvents[K]) => void): void;
@@ -71,12 +97,28 @@ class Service extends EventEmitter implements ScreeningService {
   private registry!: ModelRegistry<Batchers>;
   private readonly fetcher: Fetcher;
   private readonly cache: LRUCache<string, Cached> | null;
+  private readonly shadow: Shadow;
+  private pool: PoolSampler | null = null;
   private closing = false;
 
-  constructor(private readonly config: Readonly<ServiceConfig>, private readonly modelsRoot: string) {
+  constructor(private readonly config: Readonly<ServiceConfig>, private readonly modelsRoot: string, private readonly options: ServiceOptions) {
     super();
+    this.shadow = new Shadow({
+      engine: this.engineOptions(), thresholds: config.models.thresholds, images: config.images,
+      sampleRate: config.shadow.sampleRate, maxInFlight: config.shadow.maxInFlight,
+      allowedRoots: [modelsRoot, ...config.shadow.allowedRoots], random: options.random,
+    });
+    this.shadow.on('request', (e) => this.emit('shadowRequest', e));
+    this.shadow.on('comparison', (e) => this.emit('shadowComparison', e));
+    this.shadow.on('candidate', (e) => this.emit('shadowCandidate', e));
+    this.shadow.on('failed', (e) => this.emit('shadowFailed', e));
     this.fetcher = createFetcher({ timeoutMs: config.fetch.timeoutMs, maxBytes: config.fetch.maxBytes, maxRedirects: config.fetch.maxRedirects, allowlist: [...config.fetch.allowlist] });
     this.cache = config.cache.maxEntries > 0 ? new LRUCache({ max: config.cache.maxEntries, ttl: config.cache.ttlSeconds * 1000 }) : null;
+  }
+
+  private engineOptions() {
+    const m = this.config.models;
+    return { executionProvider: m.executionProvider, intraOpThreads: m.intraOpThreads, graphOptimization: m.graphOptimization };
   }
 
   async start(): Promise<void> {
@@ -84,7 +126,7 @@ class Service extends EventEmitter implements ScreeningService {
     this.registry = await createModelRegistry<Batchers>({
       directories: cfg.models.directories,
       modelsRoot: this.modelsRoot,
-      engine: { executionProvider: cfg.models.executionProvider, intraOpThreads: cfg.models.intraOpThreads, graphOptimization: cfg.models.graphOptimization },
+      engine: this.engineOptions(),
       attach: (classifiers) => new Map(classifiers.map((c) => [c, this.batcherFor(c)])),
       detach: async (batchers) => {
         await Promise.all([...batchers.values()].map((b) => b.drain()));
@@ -93,6 +135,14 @@ class Service extends EventEmitter implements ScreeningService {
     this.registry.on('generation', (e) => this.emit('models', e));
     this.registry.on('loaded', (e) => this.emit('modelLoaded', e));
     this.registry.on('reloadFailed', (e) => this.emit('reloadFailed', e));
+    if (cfg.pool.enabled) {
+      this.pool = await createPoolSampler({ ...cfg.pool, random: this.options.random });
+      this.pool.on('sample', (e) => this.emit('poolSample', e));
+      this.pool.on('failed', (e) => this.emit('poolFailed', e));
+    }
+    // The configured candidate is the operator's own choice, so no root restriction; and a candidate
+    // that does not load must not keep the service from starting: shadowStatus().lastError says why.
+    if (cfg.shadow.modelDir) await this.shadow.activate(cfg.shadow.modelDir, { restricted: false }).catch(() => undefined);
   }
 
   private batcherFor(classifier: Classifier): Batcher<BatchItem, BatchOutput> {
@@ -141,6 +191,28 @@ class Service extends EventEmitter implements ScreeningService {
   async reload(): Promise<void> {
     await this.registry.reload();
     this.cache?.clear();
+    await this.shadow.reload(this.registry.current().classifiers.map((c) => c.manifest.sha256));
+  }
+
+  shadowStatus(): ShadowStatus {
+    return this.shadow.status();
+  }
+
+  setShadow(modelDir: string, options: { sampleRate?: number } = {}): Promise<ShadowStatus> {
+    if (this.closing) return Promise.reject(new ScreeningError('SHUTTING_DOWN'));
+    return this.shadow.activate(modelDir, { ...options, restricted: true });
+  }
+
+  clearShadow(): Promise<ShadowStatus> {
+    return this.shadow.clear();
+  }
+
+  poolStatus(): PoolStatus | null {
+    return this.pool?.status() ?? null;
+  }
+
+  async settle(): Promise<void> {
+    await Promise.all([this.shadow.settle(), this.pool?.settle()]);
   }
 
   async screen(request: ScreenRequest): Promise<ScreenResult> {
@@ -158,11 +230,25 @@ class Service extends EventEmitter implements ScreeningService {
       }
       const result = await this.screenBytes(bytes, request, requestId, started, fetchMs);
       this.emit('screened', { source: request.source, result });
+      if (this.pool && !result.cached) {
+        const pool = this.pool;
+        const offer = { bytes, result, source: request.source, meta: { imageUrl: request.url, ...request.meta } };
+        this.sidePath(() => pool.offer(offer), (error) => this.emit('poolFailed', { sha256: result.sha256, error }));
+      }
       return result;
     } catch (err) {
       const error = err as Error;
       this.emit('failed', { source: request.source, code: isScreeningError(error) ? error.code : 'INTERNAL', error });
       throw err;
+    }
+  }
+
+  /** A bug in the pool or the shadow must cost the request nothing, not even an exception. */
+  private sidePath(run: () => void, report: (error: Error) => void): void {
+    try {
+      run();
+    } catch (err) {
+      report(err as Error);
     }
   }
 
@@ -212,7 +298,9 @@ class Service extends EventEmitter implements ScreeningService {
         image: tensors[0]!.source,
       };
       this.cache?.set(cacheKey, partial);
-      return finish(partial, false, { preprocessMs, queueMs, inferenceMs });
+      const result = finish(partial, false, { preprocessMs, queueMs, inferenceMs });
+      this.sidePath(() => this.shadow.offer(bytes, sha256, scores), (error) => this.emit('shadowFailed', { candidate: '', during: 'compare', error }));
+      return result;
     } finally {
       lease.release();
     }
@@ -220,7 +308,11 @@ class Service extends EventEmitter implements ScreeningService {
 
   async close(): Promise<void> {
     this.closing = true;
+    // The candidate takes no new work once closing; its running comparisons finish, then its session goes.
+    await this.shadow.close();
     await this.registry?.close();
+    // Last: requests that were still in flight above may have queued a sample.
+    await this.pool?.settle();
   }
 }
 
@@ -231,8 +323,14 @@ function topK(labels: Classifier['manifest']['labels'], probabilities: Float32Ar
     .slice(0, k);
 }
 
-export async function createScreeningService(config: Readonly<ServiceConfig>, modelsRoot = path.resolve('models')): Promise<ScreeningService> {
-  const service = new Service(config, modelsRoot);
-  await service.start();
+export async function createScreeningService(config: Readonly<ServiceConfig>, modelsRoot = path.resolve('models'), options: ServiceOptions = {}): Promise<ScreeningService> {
+  const service = new Service(config, modelsRoot, options);
+  try {
+    await service.start();
+  } catch (err) {
+    // Whatever did load (the models, when the pool index is unreadable) is released.
+    await service.close().catch(() => undefined);
+    throw err;
+  }
   return service;
 }

@@ -66,6 +66,17 @@ function jsonItem(body: unknown, where: string): Pick<ScreenRequest, 'url' | 'by
   return { bytes: decodeBase64(imageBase64, `${where}.imageBase64`) };
 }
 
+/** PUT /admin/shadow's body → modelDir and an optional new sample rate. */
+function shadowRequest(body: unknown): { modelDir: string; sampleRate?: number } {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new ScreeningError('REQUEST_INVALID_JSON', 'Body must be {"modelDir": …, "sampleRate"?: …}.');
+  const { modelDir, sampleRate, ...rest } = body as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw new ScreeningError('REQUEST_INVALID_JSON', `Unknown field(s): ${unknown.join(', ')}.`);
+  if (typeof modelDir !== 'string' || modelDir.length === 0 || modelDir.length > 4096) throw new ScreeningError('REQUEST_INVALID_JSON', '"modelDir" must be a non-empty path.');
+  if (sampleRate !== undefined && (typeof sampleRate !== 'number' || !(sampleRate >= 0 && sampleRate <= 1))) throw new ScreeningError('REQUEST_INVALID_JSON', '"sampleRate" must be a number from 0 to 1.');
+  return { modelDir, ...(sampleRate === undefined ? {} : { sampleRate }) };
+}
+
 const MULTER_CODES: Record<string, ErrorCode> = {
   LIMIT_FILE_SIZE: 'IMAGE_TOO_LARGE',
   LIMIT_FILE_COUNT: 'BATCH_TOO_LARGE',
@@ -163,6 +174,12 @@ export function createApp({ service, config, metrics, logger, readiness }: AppDe
     }
     res.json({ models: service.models() });
   });
+  app.get('/admin/shadow', route('/admin/shadow'), auth, (_req, res) => {
+    res.json(service.shadowStatus());
+  });
+  app.delete('/admin/shadow', route('/admin/shadow'), auth, async (_req, res) => {
+    res.json(await service.clearShadow());
+  });
 
   type Parsers = Partial<Record<'multipart' | 'image' | 'json', { parse: RequestHandler; handle: (req: Request) => Promise<unknown> }>>;
   /** Picks the body parser by Content-Type, runs it, and answers with the handler's JSON. */
@@ -177,6 +194,23 @@ export function createApp({ service, config, metrics, logger, readiness }: AppDe
       Promise.resolve().then(() => parser.handle(req)).then((body) => res.json(body), next);
     });
   };
+
+  app.put('/admin/shadow', route('/admin/shadow'), auth, byContentType({
+    json: {
+      parse: json,
+      handle: async (req) => {
+        const { modelDir, sampleRate } = shadowRequest(req.body);
+        try {
+          return await service.setShadow(modelDir, { sampleRate });
+        } catch (cause) {
+          if (isScreeningError(cause, 'SHADOW_DIR_FORBIDDEN') || isScreeningError(cause, 'SHUTTING_DOWN')) throw cause;
+          // The operator's directory is at fault, not the service: 422, with the engine's code as the cause.
+          const detail = isScreeningError(cause) ? `${cause.code}: ${cause.message}` : (cause as Error).message;
+          throw new ScreeningError('SHADOW_LOAD_FAILED', detail, { cause });
+        }
+      },
+    },
+  }, 'Use application/json.'));
 
   app.post('/v1/screen', route('/v1/screen'), auth, byContentType({
     multipart: {
@@ -228,7 +262,9 @@ export function createApp({ service, config, metrics, logger, readiness }: AppDe
     if (error.code === 'QUEUE_FULL') res.setHeader('retry-after', String((error as ScreeningError & { retryAfterSeconds?: number }).retryAfterSeconds ?? 1));
     if (error.code === 'SHUTTING_DOWN') res.setHeader('retry-after', '5');
     if (res.headersSent) return;
-    res.status(error.status).json({ error: { code: error.code, message: error.message, requestId: req.id } });
+    // A wrapping code (RELOAD_FAILED, SHADOW_LOAD_FAILED) names the code it wraps, so clients need not parse the message.
+    const cause = isScreeningError(error.cause) ? { cause: error.cause.code } : {};
+    res.status(error.status).json({ error: { code: error.code, message: error.message, requestId: req.id, ...cause } });
   });
   return app;
 }

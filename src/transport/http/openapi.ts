@@ -35,7 +35,10 @@ export const OPENAPI_DOCUMENT = {
         properties: {
           error: {
             type: 'object', additionalProperties: false, required: ['code', 'message', 'requestId'],
-            properties: { code: { enum: Object.keys(ERROR_CATALOGUE) }, message: { type: 'string' }, requestId: { type: 'string' } },
+            properties: {
+              code: { enum: Object.keys(ERROR_CATALOGUE) }, message: { type: 'string' }, requestId: { type: 'string' },
+              cause: { enum: Object.keys(ERROR_CATALOGUE), description: 'for RELOAD_FAILED and SHADOW_LOAD_FAILED: the code of the underlying failure, e.g. MODEL_CHECKSUM_MISMATCH' },
+            },
           },
         },
       },
@@ -110,6 +113,45 @@ export const OPENAPI_DOCUMENT = {
         },
       },
       Models: { type: 'object', additionalProperties: false, required: ['models'], properties: { models: { type: 'array', items: ref('Model') } } },
+      ShadowStatus: {
+        type: 'object', additionalProperties: false,
+        required: ['candidate', 'sampleRate', 'maxInFlight', 'inFlight', 'compared', 'flag', 'flagAgreementRate', 'top1AgreementRate', 'dropped', 'failed', 'skipped', 'lastError'],
+        properties: {
+          candidate: {
+            description: 'the model in shadow, or null',
+            oneOf: [{ type: 'null' }, {
+              type: 'object', additionalProperties: false, required: ['name', 'version', 'sha256', 'directory', 'activatedAt'],
+              properties: { name: { type: 'string' }, version: { type: 'string' }, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' }, directory: { type: 'string' }, activatedAt: { type: 'string', format: 'date-time' } },
+            }],
+          },
+          sampleRate: { type: 'number', minimum: 0, maximum: 1, description: 'share of fresh (non-cached) decisions the candidate also sees' },
+          maxInFlight: { type: 'integer' },
+          inFlight: { type: 'integer', minimum: 0 },
+          compared: { type: 'integer', minimum: 0, description: 'counts from here on are since the candidate was activated' },
+          flag: {
+            type: 'object', additionalProperties: false, required: ['both', 'primary_only', 'candidate_only', 'neither'],
+            properties: { both: { type: 'integer' }, primary_only: { type: 'integer' }, candidate_only: { type: 'integer' }, neither: { type: 'integer' } },
+          },
+          flagAgreementRate: { type: ['number', 'null'], minimum: 0, maximum: 1, description: '(both + neither) / compared; null before the first comparison' },
+          top1AgreementRate: { type: ['number', 'null'], minimum: 0, maximum: 1 },
+          dropped: { type: 'integer', minimum: 0, description: 'sampled while shadow.maxInFlight candidate runs were busy' },
+          failed: { type: 'integer', minimum: 0 },
+          skipped: { type: 'integer', minimum: 0, description: 'not sampled' },
+          lastError: {
+            oneOf: [{ type: 'null' }, {
+              type: 'object', additionalProperties: false, required: ['code', 'message', 'at'],
+              properties: { code: { type: 'string' }, message: { type: 'string' }, at: { type: 'string', format: 'date-time' } },
+            }],
+          },
+        },
+      },
+      ShadowRequest: {
+        type: 'object', additionalProperties: false, required: ['modelDir'],
+        properties: {
+          modelDir: { type: 'string', minLength: 1, maxLength: 4096, description: 'a model directory (model.onnx + model.json) under the models root or shadow.allowedRoots' },
+          sampleRate: { type: 'number', minimum: 0, maximum: 1 },
+        },
+      },
     },
   },
   paths: {
@@ -145,9 +187,34 @@ export const OPENAPI_DOCUMENT = {
     '/v1/models': { get: { summary: 'Models being served', security, responses: { '200': json(ref('Models')), '401': errors['401'] } } },
     '/admin/reload': {
       post: {
-        summary: 'Reload every model directory; the new models warm up before taking traffic (also on SIGHUP)',
+        summary: 'Reload every model directory, then the shadow candidate; the new models warm up before taking traffic (also on SIGHUP)',
         security,
         responses: { '200': json(ref('Models')), '401': errors['401'], '500': errorResponse('Reload failed; the previous models keep serving') },
+      },
+    },
+    '/admin/shadow': {
+      get: {
+        summary: 'The shadow candidate and its agreement with the primary model since activation',
+        security,
+        responses: { '200': json(ref('ShadowStatus')), '401': errors['401'] },
+      },
+      put: {
+        summary: 'Load a candidate into shadow (replacing the current one, which is disposed); it never affects decisions',
+        security,
+        requestBody: { required: true, content: { 'application/json': { schema: ref('ShadowRequest') } } },
+        responses: {
+          '200': json(ref('ShadowStatus'), 'The new candidate is warmed up and sees traffic'),
+          '400': errorResponse('SHADOW_DIR_FORBIDDEN (outside the models root and shadow.allowedRoots) or REQUEST_INVALID_JSON'),
+          '401': errors['401'],
+          '415': errorResponse('Not application/json'),
+          '422': errorResponse('SHADOW_LOAD_FAILED; error.cause has the engine\'s code (MODEL_CHECKSUM_MISMATCH, MODEL_FILE_MISSING, …). The previous candidate stays'),
+          '503': errorResponse('Shutting down'),
+        },
+      },
+      delete: {
+        summary: 'Stop shadowing and dispose the candidate',
+        security,
+        responses: { '200': json(ref('ShadowStatus')), '401': errors['401'] },
       },
     },
     '/healthz': { get: { summary: 'Liveness', responses: { '200': json({ type: 'object', required: ['status'], properties: { status: { const: 'ok' } } }) } } },

@@ -213,7 +213,11 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     for (let attempt = 1; ; attempt++) {
       try {
         const bytes = input.imageBase64 !== undefined ? Buffer.from(input.imageBase64, 'base64') : undefined;
-        const result = await this.service.screen({ bytes, url: bytes ? undefined : input.url, source: 'kafka', lane: 'bulk' });
+        const result = await this.service.screen({
+          bytes, url: bytes ? undefined : input.url, source: 'kafka', lane: 'bulk',
+          // Kept with the photo if it is sampled into the unlabeled pool (SSLD).
+          meta: { listingId: input.id, platform: input.listing.platform, ...(input.url ? { imageUrl: input.url } : {}) },
+        });
         const decidedAt = new Date();
         const decision = decisionOf(input, result, decidedAt);
         const outputs: Output[] = [{ topic: t.results, key: input.id, value: JSON.stringify(decision) }];

@@ -116,9 +116,11 @@ describe('pool de-duplication against validation images', () => {
   test('reads the service pool index, skipping a torn last line, and path lists relative to the list file', async () => {
     const store = path.join(tmp, 'store');
     await mkdir(path.join(store, 'images', 'ab'), { recursive: true });
-    await writeFile(path.join(store, 'index.jsonl'), `${JSON.stringify({ sha256: 'ab'.repeat(32), file: 'images/ab/x.jpg' })}\n{"sha256":"cd`);
+    const sha = 'ab'.repeat(32);
+    const entry = { sha256: sha, file: `images/ab/${sha}.jpg`, format: 'jpeg', width: 10, height: 10, bytes: 100, source: 'kafka', sampledAt: new Date().toISOString(), models: [], top: { label: 'ivory', score: 0.9 }, flagged: true, meta: {} };
+    await writeFile(path.join(store, 'index.jsonl'), `${JSON.stringify(entry)}\n{"sha256":"cd`);
     const fromStore = await readPoolSources([store]);
-    assert.deepEqual(fromStore.map((p) => [p.path, p.sha256]), [[path.join(store, 'images/ab/x.jpg'), 'ab'.repeat(32)]]);
+    assert.deepEqual(fromStore.map((p) => [p.path, p.sha256]), [[path.join(store, entry.file), sha]]);
     await writeFile(path.join(tmp, 'list.txt'), `# pool\nphotos/a.jpg\n${metFiles[0]}\n`);
     assert.deepEqual((await readPoolSources([path.join(tmp, 'list.txt')])).map((p) => p.path), [path.join(tmp, 'photos/a.jpg'), metFiles[0]]);
     await assert.rejects(readPoolSources([path.join(tmp, 'nope')]), { code: 'DATASET_INVALID' });

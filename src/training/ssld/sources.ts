@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ScreeningError } from '../../errors.js';
+import { POOL_INDEX, readPool } from '../../screening/pool.js';
 
 export interface PoolImage {
   path: string;
@@ -16,7 +17,6 @@ export interface PoolImage {
 }
 
 const IMAGE_EXT = /\.(jpe?g|png|webp|gif|tiff?)$/i;
-export const POOL_INDEX = 'index.jsonl';
 
 async function* walk(dir: string): AsyncGenerator<string> {
   for (const entry of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
@@ -26,25 +26,11 @@ async function* walk(dir: string): AsyncGenerator<string> {
   }
 }
 
-async function readPoolIndex(dir: string): Promise<PoolImage[]> {
-  const lines = (await readFile(path.join(dir, POOL_INDEX), 'utf8')).split('\n');
-  const images: PoolImage[] = [];
-  for (const line of lines) {
-    if (!line.trim()) continue;
-    // The service appends while it runs: a torn last line is skipped, not fatal.
-    let entry: { sha256?: unknown; file?: unknown };
-    try { entry = JSON.parse(line); } catch { continue; }
-    if (typeof entry.file !== 'string') continue;
-    images.push({ path: path.resolve(dir, entry.file), sha256: typeof entry.sha256 === 'string' ? entry.sha256 : undefined, source: dir });
-  }
-  return images;
-}
-
 export async function readPoolSource(source: string): Promise<PoolImage[]> {
   const resolved = path.resolve(source);
   if (!existsSync(resolved)) throw new ScreeningError('DATASET_INVALID', `pool source ${source} does not exist.`);
   if ((await stat(resolved)).isDirectory()) {
-    if (existsSync(path.join(resolved, POOL_INDEX))) return readPoolIndex(resolved);
+    if (existsSync(path.join(resolved, POOL_INDEX))) return (await readPool(resolved)).map((e) => ({ path: e.path, sha256: e.sha256, source }));
     const images: PoolImage[] = [];
     for await (const file of walk(resolved)) images.push({ path: file, source });
     return images;

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { readPool } from '../../../src/screening/pool.js';
 import type { RunningServer } from '../../../src/server.js';
 import { collect, publish, type TopicCollector } from '../../../src/transport/kafka/tools.js';
 import { jpegOf } from '../../helpers/images.js';
@@ -18,6 +22,7 @@ describe('the Kafka pipeline on a real broker', () => {
   let imagesUrl: string;
   let outputs: TopicCollector;
   let flakyHits = 0;
+  let poolDir: string;
   const names = uniqueTopics('pipeline');
 
   before(async () => {
@@ -34,9 +39,11 @@ describe('the Kafka pipeline on a real broker', () => {
     });
     await new Promise<void>((resolve) => images.listen(0, '127.0.0.1', resolve));
     imagesUrl = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
+    poolDir = await mkdtemp(path.join(os.tmpdir(), 'wildlife-kafka-pool-'));
     server = await startTestServer({
       fetch: { allowlist: ['127.0.0.1'], timeoutMs: 400 },
       kafka: { brokers, ...names, partitions: 2, maxAttempts: 3, retryBackoffMs: 50, lagIntervalMs: 300 },
+      pool: { enabled: true, directory: poolDir, sampleRate: 1, sources: ['kafka'] },
     });
     for (let i = 0; i < 120 && server.kafka?.state() !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
     assert.equal(server.kafka?.state(), 'running');
@@ -47,6 +54,7 @@ describe('the Kafka pipeline on a real broker', () => {
     await server?.close();
     images?.closeAllConnections();
     await new Promise((resolve) => images?.close(resolve));
+    await rm(poolDir, { recursive: true, force: true });
   });
 
   test('every valid message gets a decision, flagged ones reach the review topic, bad ones the DLQ with their reason', async () => {
@@ -104,6 +112,21 @@ describe('the Kafka pipeline on a real broker', () => {
     assert.equal(dlq.get('p-slow')?.attempts, 3, 'a transient failure is retried before the DLQ');
     assert.ok(!dlq.has('u-flaky'), 'one 503 then success is not dead-lettered');
     assert.equal(dlq.get('p-slow')?.source.topic, names.topics.input);
+  });
+
+  test('photos sampled into the unlabeled pool keep their listing context', async () => {
+    await server.service.settle();
+    const entries = await readPool(poolDir);
+    assert.ok(entries.length >= 10, `${entries.length} pool entries`);
+    for (const e of entries) {
+      assert.equal(e.source, 'kafka');
+      assert.equal(e.meta.platform, 'example-market');
+      assert.match(e.meta.listingId ?? '', /^(v\d|u-ok|u-flaky)/);
+    }
+    // u-ok and u-flaky serve the same bytes: the pool keeps whichever came first, once.
+    const fromUrl = entries.filter((e) => e.meta.listingId?.startsWith('u-'));
+    assert.equal(fromUrl.length, 1);
+    assert.equal(fromUrl[0]!.meta.imageUrl, `${imagesUrl}/${fromUrl[0]!.meta.listingId === 'u-ok' ? 'ok' : 'flaky'}.jpg`);
   });
 
   test('/readyz and /metrics report the pipeline', async () => {

@@ -7,11 +7,12 @@
  * its partition; transient failures are retried with backoff first.
  */
 import { EventEmitter } from 'node:events';
-import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type EachBatchPayload, type KafkaMessage, type Producer } from 'kafkajs';
+import { Kafka, type Admin, type Consumer, type EachBatchPayload, type KafkaMessage, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { ServiceConfig } from '../../config.js';
 import { isScreeningError } from '../../errors.js';
 import type { ScreeningService } from '../../screening/service.js';
+import { createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
 import { deadLetterOf, decisionOf, FLAGGED_SCHEMA, parseCrawled, type CrawledImage } from './messages.js';
 
 export type KafkaSettings = ServiceConfig['kafka'];
@@ -53,22 +54,9 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
   constructor(private readonly service: ScreeningService, private readonly settings: KafkaSettings, private readonly logger: Logger) {
     super();
     const log = logger.child({ component: 'kafka' });
-    this.kafka = new Kafka({
-      clientId: settings.clientId,
-      brokers: [...settings.brokers],
-      retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 },
-      logLevel: logLevel.WARN,
-      logCreator: () => ({ level, log: entry }) => {
-        const { message, ...rest } = entry;
-        // Bounded producer retries are deliberate: a batch that cannot be produced fails, its
-        // offsets stay uncommitted and it is redelivered (at-least-once), rather than blocking.
-        if (message.startsWith('Limiting retries for the idempotent producer')) return;
-        if (level <= logLevel.ERROR) log.error(rest, message);
-        else log.warn(rest, message);
-      },
-    });
-    this.consumer = this.kafka.consumer({ groupId: settings.groupId, sessionTimeout: 30_000, heartbeatInterval: 3_000, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 } });
-    this.producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+    this.kafka = createKafkaClient({ clientId: settings.clientId, brokers: settings.brokers, log });
+    this.consumer = durableConsumer(this.kafka, settings.groupId);
+    this.producer = idempotentProducer(this.kafka);
     this.admin = this.kafka.admin();
     this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
       this.emit('clientError', { kind: 'consumer_crash', error: payload.error });

@@ -10,8 +10,9 @@
  * ones arrived, at start and on stop.
  */
 import { EventEmitter } from 'node:events';
-import { Kafka, logLevel, Partitioners, type Admin, type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
+import { Kafka, type Admin, type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
+import { createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
 import { deadLetterOf, parseReviewDecision, REVIEW_DECISIONS_TOPIC, type ReviewDecision } from './messages.js';
 
 export const DEFAULT_LABELS_GROUP_ID = 'wildlife-labels';
@@ -95,21 +96,10 @@ class ReviewConsumer extends EventEmitter implements ReviewDecisionConsumer {
     this.topic = options.topic ?? REVIEW_DECISIONS_TOPIC;
     this.groupId = options.groupId ?? DEFAULT_LABELS_GROUP_ID;
     const log = (this.log = options.logger.child({ component: 'review-decisions' }));
-    this.kafka = new Kafka({
-      clientId: options.clientId ?? 'wildlife-labels',
-      brokers: [...options.brokers],
-      retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 },
-      logLevel: logLevel.WARN,
-      logCreator: () => ({ level, log: entry }) => {
-        const { message, ...rest } = entry;
-        if (message.startsWith('Limiting retries for the idempotent producer')) return;
-        if (level <= logLevel.ERROR) log.error(rest, message);
-        else log.warn(rest, message);
-      },
-    });
-    this.consumer = this.kafka.consumer({ groupId: this.groupId, sessionTimeout: 30_000, heartbeatInterval: 3_000, retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 5000 } });
+    this.kafka = createKafkaClient({ clientId: options.clientId ?? 'wildlife-labels', brokers: options.brokers, log });
+    this.consumer = durableConsumer(this.kafka, this.groupId);
     this.producer = options.dlqTopic
-      ? this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner })
+      ? idempotentProducer(this.kafka)
       : null;
     this.admin = this.kafka.admin();
     this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {

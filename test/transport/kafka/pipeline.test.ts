@@ -134,7 +134,8 @@ describe('the Kafka pipeline on a real broker', () => {
     assert.equal(ready.components.kafka, 'running');
     const text = await (await fetch(`${server.url}/metrics`)).text();
     assert.match(text, /wildlife_kafka_messages_total\{outcome="dead_lettered",code="MESSAGE_INVALID"\} 2/);
-    assert.match(text, /wildlife_kafka_messages_total\{outcome="retried",code="FETCH_TIMEOUT"\} 2/);
+    // p-slow is retried twice; on a loaded machine another fetch may also hit the 400 ms timeout once.
+    assert.match(text, /wildlife_kafka_messages_total\{outcome="retried",code="FETCH_TIMEOUT"\} ([2-9]|\d{2,})\n/);
     assert.match(text, /wildlife_kafka_pipeline_state\{state="running"\} 1/);
     assert.match(text, /wildlife_kafka_crawl_to_decision_seconds_count [1-9]/);
     assert.match(text, new RegExp(`wildlife_kafka_consumer_lag\\{topic="${names.topics.input.replaceAll('.', '\\.')}",partition="[01]"\\} 0`));

@@ -5,6 +5,7 @@
 import client from 'prom-client';
 import type { ScreeningService } from './screening/service.js';
 import type { KafkaPipeline } from './transport/kafka/pipeline.js';
+import type { ReviewConsumerState, ReviewDecisionConsumer } from './transport/kafka/review-decisions.js';
 
 export const METRIC_PREFIX = 'wildlife_';
 
@@ -124,4 +125,32 @@ export function createMetrics(service: ScreeningService): Metrics {
     observeHttp: (o) => http.observe({ route: o.route, method: o.method, status: String(o.status) }, o.seconds),
     countError: (code, source) => errors.inc({ code, source }),
   };
+}
+
+const LABELS_STATES: readonly ReviewConsumerState[] = ['starting', 'running', 'stopping', 'stopped', 'failed'];
+const LABELED_SET_COUNTS = ['labeled', 'negative_without_label', 'pending', 'retracted', 'unknown_label', 'unresolved', 'conflicts', 'duplicates', 'decisions'] as const;
+
+/** The review-decisions consumer (npm run labels:consume) runs in its own process, with its own registry. */
+export function createLabelsMetrics(consumer: ReviewDecisionConsumer): client.Registry {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry, prefix: METRIC_PREFIX });
+  const m = (name: string) => `${METRIC_PREFIX}${name}`;
+  const messages = new client.Counter({ name: m('labels_messages_total'), help: 'Review-decision messages by outcome (appended, duplicate, invalid).', labelNames: ['outcome'], registers: [registry] });
+  const set = new client.Gauge({ name: m('labels_set'), help: 'The labelled set at its last compile: labels.csv rows (labeled) and the other outcomes, conflicts, duplicates, decisions.', labelNames: ['count'], registers: [registry] });
+  const compiled = new client.Gauge({ name: m('labels_last_compile_timestamp_seconds'), help: 'When labels.csv was last compiled.', registers: [registry] });
+  const clientErrors = new client.Counter({ name: m('labels_client_errors_total'), help: 'Consumer errors by kind.', labelNames: ['kind'], registers: [registry] });
+  const state = new client.Gauge({ name: m('labels_consumer_state'), help: 'Review-decision consumer state (1 for the current one).', labelNames: ['state'], registers: [registry] });
+  const showState = (current: string) => LABELS_STATES.forEach((x) => state.set({ state: x }, x === current ? 1 : 0));
+  showState(consumer.state());
+  for (const outcome of ['appended', 'duplicate', 'invalid']) messages.inc({ outcome }, 0);
+  consumer.on('appended', ({ duplicate }) => messages.inc({ outcome: duplicate ? 'duplicate' : 'appended' }));
+  consumer.on('invalid', () => messages.inc({ outcome: 'invalid' }));
+  consumer.on('clientError', ({ kind }) => clientErrors.inc({ kind }));
+  consumer.on('state', (e) => showState(e.state));
+  consumer.on('compiled', ({ report }) => {
+    const counts = (report as { counts?: Record<string, number> }).counts ?? {};
+    for (const count of LABELED_SET_COUNTS) if (typeof counts[count] === 'number') set.set({ count }, counts[count]!);
+    compiled.set(Date.now() / 1000);
+  });
+  return registry;
 }

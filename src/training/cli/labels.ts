@@ -11,13 +11,16 @@
  * npm run labels:compile -- --dir DIR [--model DIR] [--json]
  *   Compiles DIR/labels.csv and DIR/report.json from DIR/decisions.jsonl and prints a summary.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../../config.js';
 import { ScreeningError } from '../../errors.js';
 import { createFetcher } from '../../transport/fetcher.js';
 import { REVIEW_DECISIONS_TOPIC } from '../../transport/kafka/messages.js';
-import { createReviewDecisionConsumer, DEFAULT_LABELS_GROUP_ID } from '../../transport/kafka/review-decisions.js';
+import { createLabelsMetrics } from '../../metrics.js';
+import { createReviewDecisionConsumer, DEFAULT_LABELS_GROUP_ID, type ReviewDecisionConsumer } from '../../transport/kafka/review-decisions.js';
 import { LABELS_FILE, openLabeledSet, readKnownClasses, REPORT_FILE, type LabeledSetReport } from '../labeled-set.js';
 import { parseFlags, runCli } from './args.js';
 
@@ -82,6 +85,7 @@ async function consumeCommand(argv: string[]): Promise<number> {
     dlq: { type: 'string', help: 'dead-letter topic for invalid messages, or "none" (default: the service\'s kafka.topics.dlq)' },
     'compile-every': { type: 'string', help: 'compile labels.csv after this many new decisions (default 100)' },
     'compile-interval': { type: 'string', help: 'and at least every this many seconds while decisions arrive (default 60)' },
+    'metrics-port': { type: 'string', help: 'serve /metrics and /healthz on this port (default LABELS_METRICS_PORT; off when unset)' },
   }, USAGE);
   // The service's config gives the fetch (SSRF guard) and Kafka settings; the API-key rule for
   // production servers does not apply to this offline tool.
@@ -117,6 +121,9 @@ async function consumeCommand(argv: string[]): Promise<number> {
     logger.info({ labels: c.labeled, decisions: c.decisions, duplicates: c.duplicates, conflicts: c.conflicts, unresolved: c.unresolved, unknownLabels: c.unknown_label }, 'compiled labels.csv');
   });
   consumer.on('state', ({ state }) => logger.info({ state }, 'review-decision consumer'));
+  const metricsPort = flags['metrics-port'] ?? process.env.LABELS_METRICS_PORT;
+  const metricsServer = metricsPort === undefined ? null : await serveMetrics(consumer, Number(metricsPort), config.server.host);
+  if (metricsServer) logger.info({ port: (metricsServer.address() as AddressInfo).port }, 'metrics on /metrics');
   consumer.on('clientError', ({ kind, error }) => logger.warn({ kind, err: error }, 'review-decision consumer error'));
 
   let stopping: Promise<number> | null = null;
@@ -132,6 +139,7 @@ async function consumeCommand(argv: string[]): Promise<number> {
       }
       const report = (await set.compile()) as LabeledSetReport;
       await set.close();
+      metricsServer?.close();
       logger.info(consumer.stats(), 'stopped');
       process.stdout.write(summarise(report, out));
       return code;
@@ -149,6 +157,22 @@ async function consumeCommand(argv: string[]): Promise<number> {
   await consumer.start();
   logger.info({ brokers, topic: flags.topic ?? REVIEW_DECISIONS_TOPIC, group: flags.group ?? DEFAULT_LABELS_GROUP_ID, out: path.resolve(out), dlq }, 'consuming review decisions');
   return done;
+}
+
+/** /metrics for Prometheus and /healthz (200 while consuming) for the orchestrator's probes. */
+async function serveMetrics(consumer: ReviewDecisionConsumer, port: number, host: string): Promise<Server> {
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ScreeningError('CLI_USAGE', `--metrics-port takes a port number, got ${port}.`);
+  const registry = createLabelsMetrics(consumer);
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/metrics') {
+      void registry.metrics().then((text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text));
+    } else if (req.method === 'GET' && req.url === '/healthz') {
+      const state = consumer.state();
+      res.writeHead(state === 'running' || state === 'starting' ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ state }));
+    } else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(port, host, resolve));
+  return server;
 }
 
 runCli(async () => {

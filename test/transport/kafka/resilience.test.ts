@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
+import { freePort } from '../../helpers/ports.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -26,14 +26,6 @@ async function messages(prefix: string, count: number) {
 
 const decidedIds = (collector: TopicCollector, topic: string) => collector.records.filter((r) => r.topic === topic).map((r) => r.key!);
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('Kafka delivery survives failures', () => {
   let brokers: string[];

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { freePort } from '../../helpers/ports.js';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -62,11 +63,11 @@ describe('the review-decision consumer on a real broker', () => {
   });
   const message = (d: ReviewDecision) => ({ key: d.decisionId, value: JSON.stringify(d) });
 
-  function startConsumer(): Run {
+  function startConsumer(metricsPort?: number): Run {
     const child = spawn(process.execPath, [
       '--import', 'tsx', path.join(REPO_ROOT, 'src/training/cli/labels.ts'), 'consume',
       '--out', out(), '--topic', topic, '--group', group, '--dlq', dlq, '--pool', path.join(tmp, 'pool'),
-      '--compile-every', '1', '--compile-interval', '1',
+      '--compile-every', '1', '--compile-interval', '1', ...(metricsPort ? ['--metrics-port', String(metricsPort)] : []),
     ], {
       cwd: REPO_ROOT,
       env: { ...process.env, KAFKA_BROKERS: brokers.join(','), FETCH_ALLOWLIST: '127.0.0.1', LOG_LEVEL: 'error' },
@@ -120,9 +121,16 @@ describe('the review-decision consumer on a real broker', () => {
       ...first.slice(3).map(message),
     ]);
 
-    const run1 = startConsumer();
+    const metricsPort = await freePort();
+    const run1 = startConsumer(metricsPort);
     t.after(() => { if (run1.child.exitCode === null) run1.child.kill('SIGKILL'); });
     let r = await until('six decisions compiled', run1, (x) => x.counts.lines === 6);
+    const health = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
+    assert.equal(health.status, 200);
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(metrics, /wildlife_labels_messages_total\{outcome="appended"\} 5\n/);
+    assert.match(metrics, /wildlife_labels_messages_total\{outcome="duplicate"\} 1\n/);
+    assert.match(metrics, /wildlife_labels_consumer_state\{state="running"\} 1\n/);
     assert.deepEqual((await rows()).map((row) => [row[0]!.split('/')[2]!.slice(0, 64), row[1], row[3]]).sort(), [
       [photos[0]!.sha, 'ivory', 'd-0'],
       [photos[1]!.sha, 'ceramic_lookalike', 'd-1'],

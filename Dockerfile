@@ -54,6 +54,12 @@ COPY src/policy src/policy
 COPY src/preprocess src/preprocess
 COPY src/screening src/screening
 COPY src/transport src/transport
+# The labels consumer (k8s/training/labels-consumer.yaml: analysts' review decisions → labelled set)
+# runs from the cpu image: it is pure Node (no Paddle, no GPU) and checks labels against the model
+# baked in below. Only its modules beyond the service's are added; test/deploy checks that every
+# module it imports is copied.
+COPY src/training/dataset.ts src/training/labeled-set.ts src/training/labeled-set-compile.ts src/training/
+COPY src/training/cli/args.ts src/training/cli/labels.ts src/training/cli/
 COPY configs configs
 COPY models models
 
@@ -88,6 +94,11 @@ COPY --from=deps /app/node_modules node_modules
 COPY package.json tsconfig.json ./
 COPY src src
 COPY configs configs
+# The served models: the SSLD teacher and baseline (configs/train/ssld-wildlife.yaml: teacher
+# models/wildlife-resnet50vd, k8s/training/ssld-job-gpu.yaml) is then the very version the service
+# images of the same build serve, so the comparison npm run ssld records is against the version
+# npm run model:promote replaces.
+COPY models models
 # The stamp tells `npm run setup:train`'s check that this venv satisfies requirements.txt (with the
 # GPU build of Paddle standing in for the CPU one).
 RUN python3 -m venv /app/.venv \
@@ -97,7 +108,9 @@ RUN python3 -m venv /app/.venv \
  && sha256sum src/training/python/requirements.txt | cut -d' ' -f1 > /app/.venv/.requirements.sha256
 ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 1000:1000
-# Arguments are those of `npm run train --`; add --nproc <GPUs> for data-parallel training.
+# Arguments are those of `npm run train --`; add --nproc <GPUs> for data-parallel training. There is
+# no npm in this image: other toolchain CLIs replace the entrypoint with the same `node --import tsx
+# src/training/cli/<cli>.ts` their npm script runs (k8s/training/ssld-job-gpu.yaml).
 ENTRYPOINT ["node", "--import", "tsx", "src/training/cli/train.ts"]
 
 # ---- GPU image -----------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
  * A small offline renderer for the subset of kustomize that k8s/ uses, so the deployment tests run
  * on a machine without kubectl. Supported: resources (files and directories), components,
  * namespace, images, patches (strategic merge, by apiVersion/kind/name, including `$patch: delete`)
- * and configMapGenerator (files/literals, with kustomize's content-hash name suffix and the name
- * rewritten in pod specs). Any other kustomization field is an error, so a manifest that starts
+ * and configMapGenerator (files/literals and options.labels, with kustomize's content-hash name
+ * suffix and the name rewritten in pod specs). Any other kustomization field is an error, so a manifest that starts
  * using one fails the tests instead of being rendered wrongly.
  */
 import { createHash } from 'node:crypto';
@@ -166,9 +166,13 @@ function renderDir(dir: string, expectKind: 'Kustomization' | 'Component', acc?:
       const i = lit.indexOf('=');
       data[lit.slice(0, i)] = lit.slice(i + 1);
     }
-    for (const extra of Object.keys(gen)) if (!['name', 'files', 'literals'].includes(extra)) throw new Error(`${file}: configMapGenerator.${extra} is not supported`);
+    for (const extra of Object.keys(gen)) if (!['name', 'files', 'literals', 'options'].includes(extra)) throw new Error(`${file}: configMapGenerator.${extra} is not supported`);
+    const options = (gen.options ?? {}) as Obj;
+    for (const extra of Object.keys(options)) if (extra !== 'labels') throw new Error(`${file}: configMapGenerator.options.${extra} is not supported`);
+    // Labels do not enter kustomize's name hash (kind, name and data do).
     const hashed = `${name}-${configMapHash(data)}`;
-    add({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: hashed }, data } as Resource, file);
+    const labels = options.labels as Record<string, string> | undefined;
+    add({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: hashed, ...(labels ? { labels: { ...labels } } : {}) }, data } as Resource, file);
     out.renames.set(name, hashed);
   }
 

@@ -8,6 +8,7 @@ import { REPO_ROOT } from '../../src/config.js';
 import { parseSsldConfig, ssldConfigProblems, distillStageConfig, finetuneStageConfig } from '../../src/training/ssld/config.js';
 import { dedupePool, hammingDistance, perceptualHash } from '../../src/training/ssld/dedupe.js';
 import { topKPerClass } from '../../src/training/ssld/mine.js';
+import { verdictOf } from '../../src/training/ssld/compare.js';
 import { readPoolSources } from '../../src/training/ssld/sources.js';
 import { hideLabels } from '../../src/training/ssld/split.js';
 import { trainConfigProblems } from '../../src/training/config.js';
@@ -124,6 +125,16 @@ describe('pool de-duplication against validation images', () => {
     await writeFile(path.join(tmp, 'list.txt'), `# pool\nphotos/a.jpg\n${metFiles[0]}\n`);
     assert.deepEqual((await readPoolSources([path.join(tmp, 'list.txt')])).map((p) => p.path), [path.join(tmp, 'photos/a.jpg'), metFiles[0]]);
     await assert.rejects(readPoolSources([path.join(tmp, 'nope')]), { code: 'DATASET_INVALID' });
+  });
+});
+
+describe('the candidate-vs-baseline verdict', () => {
+  test('calls a one-photo difference noise, and needs flag F1 up without losing top-1 to be better', () => {
+    assert.equal(verdictOf({ flagF1: 0.02, top1: 0.01 }), 'better');
+    assert.equal(verdictOf({ flagF1: 0.02, top1: -0.02 }), 'mixed', 'flag F1 up but top-1 down');
+    assert.equal(verdictOf({ flagF1: -0.0001, top1: 0.02 }), 'mixed', 'within noise');
+    assert.equal(verdictOf({ flagF1: 0.004, top1: 0 }), 'mixed', 'within noise');
+    assert.equal(verdictOf({ flagF1: -0.02, top1: 0.05 }), 'worse');
   });
 });
 

@@ -8,6 +8,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../src/config.js';
 import type { Obj, Resource } from './kustomize.js';
+import { hasKubectl, normalise } from './manifests.js';
 import { containers, cpuCores, K8S_DIR, ofKind, one, OVERLAYS, podLabels, podSpec, portNumber, render, selects } from './manifests.js';
 
 const APP = 'wildlife-screening';
@@ -219,23 +220,4 @@ function readConfigMap(rs: Resource[]): string {
   return text;
 }
 
-function hasKubectl(): boolean {
-  try {
-    execFileSync('kubectl', ['version', '--client'], { stdio: 'ignore', timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
-/** kustomize orders merged list items differently (patched ones first); lists keyed by name compare as sets. */
-function normalise(v: unknown): unknown {
-  if (Array.isArray(v)) {
-    const items = v.map(normalise);
-    return items.every((i) => typeof i === 'object' && i !== null && typeof (i as Obj).name === 'string')
-      ? [...items].sort((a, b) => String((a as Obj).name).localeCompare(String((b as Obj).name)))
-      : items;
-  }
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, normalise(x)]));
-  return v;
-}

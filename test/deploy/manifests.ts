@@ -1,4 +1,6 @@
 /** Shared by the deployment tests: the rendered overlays and typed look-ups into them. */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { REPO_ROOT } from '../../src/config.js';
 import { renderKustomization, type Obj, type Resource } from './kustomize.js';
@@ -57,4 +59,36 @@ export function cpuCores(q: string | number | undefined): number {
   if (q === undefined) return NaN;
   const s = String(q);
   return s.endsWith('m') ? Number(s.slice(0, -1)) / 1000 : Number(s);
+}
+
+/** Non-root, read-only root filesystem, no privilege escalation, every capability dropped. */
+export function assertHardenedContainer(pod: Obj, c: Container): void {
+  const podSc = (pod.securityContext ?? {}) as Obj;
+  const sc = (c.securityContext ?? {}) as Obj;
+  assert.equal(sc.runAsNonRoot ?? podSc.runAsNonRoot, true, `${c.name}: runAsNonRoot`);
+  assert.ok(Number(sc.runAsUser ?? podSc.runAsUser) > 0, `${c.name}: runAsUser`);
+  assert.equal(sc.readOnlyRootFilesystem, true, `${c.name}: readOnlyRootFilesystem`);
+  assert.equal(sc.allowPrivilegeEscalation, false, `${c.name}: allowPrivilegeEscalation`);
+  assert.deepEqual((sc.capabilities as { drop?: string[] } | undefined)?.drop, ['ALL'], `${c.name}: capabilities`);
+}
+
+export function hasKubectl(): boolean {
+  try {
+    execFileSync('kubectl', ['version', '--client'], { stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** kustomize orders merged list items differently (patched ones first); lists keyed by name compare as sets. */
+export function normalise(v: unknown): unknown {
+  if (Array.isArray(v)) {
+    const items = v.map(normalise);
+    return items.every((i) => typeof i === 'object' && i !== null && typeof (i as Obj).name === 'string')
+      ? [...items].sort((a, b) => String((a as Obj).name).localeCompare(String((b as Obj).name)))
+      : items;
+  }
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, normalise(x)]));
+  return v;
 }

@@ -16,7 +16,7 @@ import { loadConfig, REPO_ROOT } from '../../src/config.js';
 import { loadSsldConfig } from '../../src/training/ssld/config.js';
 import { copied, copySources, dockerignored, entrypointOf, IGNORE_PATTERNS, imageTargets, importGraph, lineage, STAGES, workdirOf } from './dockerfile.js';
 import { renderKustomization, type Obj, type Resource } from './kustomize.js';
-import { containers, cpuCores, K8S_DIR, podSpec, type Container } from './manifests.js';
+import { assertHardenedContainer, containers, cpuCores, hasKubectl, K8S_DIR, normalise, podSpec, type Container } from './manifests.js';
 
 const TRAINING_DIR = path.join(K8S_DIR, 'training');
 const rendered = renderKustomization(TRAINING_DIR);
@@ -223,12 +223,7 @@ describe('the labels consumer (k8s/training/labels-consumer.yaml)', () => {
     const d = deployment();
     const c = container();
     const podSc = (podSpec(d).securityContext ?? {}) as Obj;
-    const sc = (c.securityContext ?? {}) as Obj;
-    assert.equal(sc.runAsNonRoot ?? podSc.runAsNonRoot, true);
-    assert.ok(Number(sc.runAsUser ?? podSc.runAsUser) > 0);
-    assert.equal(sc.readOnlyRootFilesystem, true);
-    assert.equal(sc.allowPrivilegeEscalation, false);
-    assert.deepEqual((sc.capabilities as { drop?: string[] } | undefined)?.drop, ['ALL']);
+    assertHardenedContainer(podSpec(d), c);
     assert.ok(podSc.fsGroup !== undefined, 'fsGroup, so the PVC is writable by the container user');
     assert.ok(volumeOf(d, mountFor(c, '/tmp/x'))?.emptyDir, '/tmp is an emptyDir');
     for (const k of ['cpu', 'memory']) {
@@ -332,13 +327,7 @@ describe('the SSLD Job (k8s/training/ssld-job-gpu.yaml)', () => {
   test('runs as non-root with a read-only root filesystem, HOME and /tmp on a writable emptyDir', () => {
     const j = job();
     const c = container();
-    const podSc = (podSpec(j).securityContext ?? {}) as Obj;
-    const sc = (c.securityContext ?? {}) as Obj;
-    assert.equal(sc.runAsNonRoot ?? podSc.runAsNonRoot, true);
-    assert.ok(Number(sc.runAsUser ?? podSc.runAsUser) > 0);
-    assert.equal(sc.readOnlyRootFilesystem, true);
-    assert.equal(sc.allowPrivilegeEscalation, false);
-    assert.deepEqual((sc.capabilities as { drop?: string[] } | undefined)?.drop, ['ALL']);
+    assertHardenedContainer(podSpec(j), c);
     for (const p of ['/tmp/x', `${c.env?.find((e) => e.name === 'HOME')?.value}/x`]) {
       const m = mountFor(c, p);
       assert.ok(m && !m.readOnly && volumeOf(j, m)?.emptyDir, `${p} is on a writable emptyDir`);
@@ -346,23 +335,4 @@ describe('the SSLD Job (k8s/training/ssld-job-gpu.yaml)', () => {
   });
 });
 
-function hasKubectl(): boolean {
-  try {
-    execFileSync('kubectl', ['version', '--client'], { stdio: 'ignore', timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
-/** kustomize orders merged list items differently; lists keyed by name compare as sets. */
-function normalise(v: unknown): unknown {
-  if (Array.isArray(v)) {
-    const items = v.map(normalise);
-    return items.every((i) => typeof i === 'object' && i !== null && typeof (i as Obj).name === 'string')
-      ? [...items].sort((a, b) => String((a as Obj).name).localeCompare(String((b as Obj).name)))
-      : items;
-  }
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, normalise(x)]));
-  return v;
-}

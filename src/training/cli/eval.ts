@@ -14,7 +14,7 @@ import { readManifest, writeManifest } from '../../model/manifest.js';
 import { readDataset } from '../dataset.js';
 import { calibrate, predict, score, type EvalReport } from '../evaluate.js';
 import { renderReport } from '../report.js';
-import { compareModels, renderComparison } from '../ssld/compare.js';
+import { compareModels, recordComparison, renderComparison } from '../ssld/compare.js';
 import type { Dataset } from '../dataset.js';
 import { parseFlags, runCli } from './args.js';
 
@@ -99,9 +99,6 @@ async function compareCli(modelDir: string, baselineDir: string, dataset: Datase
   const reportPath = String(flags.report ?? path.join('runs', 'eval', `${c.name}-${c.version}-vs-${comparison.baseline.name}-${comparison.baseline.version}.md`));
   await mkdir(path.dirname(reportPath), { recursive: true });
   await writeFile(reportPath, renderComparison(comparison));
-  if (flags.record) {
-    const fresh = await readManifest(modelDir);
-    await writeManifest(modelDir, { ...fresh, metrics: { ...fresh.metrics, eval: { data, n: c.n, top1: c.top1, flag: c.flag, per_class_f1: c.perClassF1, evaluated: comparison.compared }, comparison: { baseline: `${comparison.baseline.name}@${comparison.baseline.version}`, delta: comparison.delta, verdict: comparison.verdict } } });
-  }
+  if (flags.record) await recordComparison(modelDir, comparison);
   process.stdout.write(flags.json ? `${JSON.stringify({ ...comparison, report: reportPath })}\n` : `${renderComparison(comparison).split('\n').slice(0, 10).join('\n')}\nreport: ${reportPath}\n`);
 }

@@ -4,6 +4,7 @@
  * promotion can act on.
  */
 import { loadClassifier } from '../../model/engine.js';
+import { readManifest, writeManifest, type ModelManifest } from '../../model/manifest.js';
 import type { Dataset } from '../dataset.js';
 import { predict, score, type FlagMetrics } from '../evaluate.js';
 
@@ -93,4 +94,23 @@ export function renderComparison(c: Comparison): string {
     }),
     '',
   ].join('\n');
+}
+
+/**
+ * Writes the candidate's eval metrics and its verdict against the baseline into its model.json:
+ * what `npm run model:promote` checks before it will replace the baseline.
+ */
+export async function recordComparison(candidateDir: string, c: Comparison): Promise<ModelManifest> {
+  const fresh = await readManifest(candidateDir);
+  const m = c.candidate;
+  const updated: ModelManifest = {
+    ...fresh,
+    metrics: {
+      ...fresh.metrics,
+      eval: { data: c.data, n: m.n, top1: m.top1, flag: m.flag, per_class_f1: m.perClassF1, evaluated: c.compared },
+      comparison: { baseline: `${c.baseline.name}@${c.baseline.version}`, delta: c.delta, verdict: c.verdict },
+    },
+  };
+  await writeManifest(candidateDir, updated);
+  return updated;
 }

@@ -13,7 +13,7 @@ import type { DatasetSpec } from '../config.js';
 import { readDataset, type Dataset, type DatasetSample } from '../dataset.js';
 import { calibrate, classifyFiles, predict } from '../evaluate.js';
 import { finishTraining, quantizeModelDir, runTraining, type TrainingSummary } from '../pipeline.js';
-import { compareModels, renderComparison, type Comparison } from './compare.js';
+import { compareModels, recordComparison, renderComparison, type Comparison } from './compare.js';
 import { distillStageConfig, finetuneStageConfig, type SsldConfig } from './config.js';
 import { DEFAULT_PHASH_DISTANCE, dedupePool } from './dedupe.js';
 import { topKPerClass } from './mine.js';
@@ -187,10 +187,7 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
   const comparison = await compareModels({ candidate: opts.out, baseline: baselineDir, dataset: evalSet, data: dataName, threads: opts.threads });
   await writeFile(path.join(workDir, 'comparison.json'), JSON.stringify(comparison, null, 1));
   await writeFile(path.join(workDir, 'comparison.md'), renderComparison(comparison));
-  const fresh = await readManifest(opts.out);
-  const c = comparison.candidate;
-  manifest = { ...fresh, metrics: { ...fresh.metrics, eval: { data: dataName, n: c.n, top1: c.top1, flag: c.flag, per_class_f1: c.perClassF1, evaluated: comparison.compared }, comparison: { baseline: `${comparison.baseline.name}@${comparison.baseline.version}`, delta: comparison.delta, verdict: comparison.verdict } } };
-  await writeManifest(opts.out, manifest);
+  manifest = await recordComparison(opts.out, comparison);
   log(renderComparison(comparison).split('\n').slice(2, 8).join('\n'));
   let control: SsldRunResult['control'];
   if (opts.controlOut) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +18,7 @@ interface SsldTraining {
   method: string;
   teacher: { name: string; version: string; sha256: string };
   ssld: {
+    labeled: { images: number; from_analysts: number; analysts_dropped: number };
     pool: { images: number; dedupe: Record<string, number> };
     mining: { top_k: number; selected: number; per_class: Record<string, { selected: number }>; pseudo_label_accuracy: number | null };
     stages: Record<string, { epochs: number; images: number; unlabeled: number }>;
@@ -39,10 +40,19 @@ describe('npm run ssld with configs/train/ssld-tiny.yaml (the CI smoke run)', ()
     // that must never reach training.
     const pool = await makeSyntheticDataset(path.join(tmp, 'pool'), 8, 0, 99);
     await copyFile(path.join(data.root, 'images/striped_skin/013.jpg'), path.join(pool.root, 'images/val-copy.jpg'));
+    // An analysts' labelled set (npm run labels:consume's layout): one photo also in the pool, and a
+    // repost of a val photo, which must not reach training either.
+    const analysts = path.join(tmp, 'analysts');
+    await mkdir(path.join(analysts, 'images'), { recursive: true });
+    await copyFile(path.join(data.root, 'images/striped_skin/013.jpg'), path.join(analysts, 'images/val-repost.jpg'));
+    await copyFile(path.join(pool.root, 'images/plain_ceramic/000.jpg'), path.join(analysts, 'images/confirmed.jpg'));
+    await writeFile(path.join(analysts, 'labels.csv'), 'path,class,split,decision_id,analyst,decided_at\n'
+      + 'images/val-repost.jpg,striped_skin,train,d-1,alice,2025-03-01T12:00:00Z\nimages/confirmed.jpg,plain_ceramic,train,d-2,bob,2025-03-01T12:05:00Z\n');
     const teacherConfig = path.join(REPO_ROOT, 'configs/train/tiny-resnet18vd.yaml');
     await trainModel({ config: await loadTrainConfig(teacherConfig), configPath: teacherConfig, out: teacherDir(), workDir: path.join(tmp, 'teacher-work'), dataRoot: data.root, name: 'tiny-teacher', version: '0.0.1' });
     ({ stdout, stderr } = await run('npx', ['tsx', 'src/training/cli/ssld.ts',
       '--config', 'configs/train/ssld-tiny.yaml', '--data', data.root, '--teacher', teacherDir(), '--pool', path.join(pool.root, 'images'),
+      '--labeled-sets', path.join(tmp, 'analysts'),
       '--out', studentDir(), '--work', path.join(tmp, 'work'), '--control', path.join(tmp, 'control'), '--version', '0.2.0'],
     { cwd: REPO_ROOT, maxBuffer: 32 * 1024 * 1024, env: { ...process.env, CI: 'true' } }));
   });
@@ -67,6 +77,8 @@ describe('npm run ssld with configs/train/ssld-tiny.yaml (the CI smoke run)', ()
     assert.deepEqual(manifest.labels.map((l) => l.name), teacher.labels.map((l) => l.name));
     assert.equal(training.ssld.pool.dedupe.val_exact, 1, 'the copied val image is removed');
     assert.equal(training.ssld.pool.dedupe.unreadable, 1, 'the pool\'s corrupt image is reported');
+    assert.equal(training.ssld.pool.dedupe.labeled_exact, 1, 'a pool photo the analysts labelled is not mined again');
+    assert.deepEqual([training.ssld.labeled.from_analysts, training.ssld.labeled.analysts_dropped], [1, 1], 'the analysts\' repost of a val photo is dropped');
     const mined = training.ssld.mining;
     assert.ok(mined.selected > 0);
     for (const [label, c] of Object.entries(mined.per_class)) assert.ok(c.selected <= mined.top_k, label);

@@ -47,7 +47,7 @@ export interface SsldRunResult {
 
 export interface SsldStats {
   teacher: { name: string; version: string; sha256: string; architecture: string };
-  labeled: { images: number; from_analysts: number };
+  labeled: { images: number; from_analysts: number; analysts_dropped: number };
   pool: { sources: string[]; images: number; dedupe: Record<string, number>; teacher_skipped: number };
   mining: { top_k: number; min_score: number; selected: number; below_min_score: number; per_class: Record<string, { candidates: number; selected: number; minScore: number | null }>; pseudo_label_accuracy: number | null };
   stages: Record<string, { epochs: number; images: number; unlabeled: number; val_top1: number | null }>;
@@ -71,16 +71,23 @@ function progressLine(log: (l: string) => void) {
   };
 }
 
-async function readLabeled(cfg: SsldConfig, dataRoot: string | undefined): Promise<{ samples: DatasetSample[]; fromAnalysts: number }> {
+/**
+ * The config's labelled data plus the analysts' sets. Analysts label live traffic, which can repost
+ * an eval photo: those are dropped like pool copies, or the comparison would be marked on its own
+ * training photos.
+ */
+async function readLabeled(cfg: SsldConfig, dataRoot: string | undefined, evalFiles: readonly string[], maxDistance: number) {
   const main = await readDataset(sourceOf(cfg.DataLoader.Train.dataset, dataRoot));
-  const samples = [...main.samples];
-  let fromAnalysts = 0;
+  const analysts: DatasetSample[] = [];
   for (const dir of cfg.SSLD.labeled_sets ?? []) {
-    const set = await readDataset({ root: path.resolve(dir), labels: path.resolve(dir, 'labels.csv'), split: 'train' });
-    fromAnalysts += set.samples.length;
-    samples.push(...set.samples);
+    analysts.push(...(await readDataset({ root: path.resolve(dir), labels: path.resolve(dir, 'labels.csv'), split: 'train' })).samples);
   }
-  return { samples, fromAnalysts };
+  const checked = analysts.length
+    ? await dedupePool({ pool: analysts.map((a) => ({ path: a.path, source: 'analysts' })), valFiles: evalFiles, labeledFiles: [], maxDistance })
+    : null;
+  const keep = new Set(checked?.kept.map((k) => k.path) ?? []);
+  const kept = analysts.filter((a) => keep.has(a.path));
+  return { samples: [...main.samples, ...kept], fromAnalysts: kept.length, droppedFromAnalysts: checked?.dropped ?? [] };
 }
 
 async function readHidden(file: string | undefined, root: string | undefined): Promise<Map<string, string> | null> {
@@ -111,20 +118,22 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
   let evalSet: Dataset;
   try {
     stage();
-    const labeled = await readLabeled(cfg, opts.dataRoot);
+    evalSet = await readDataset(sourceOf(cfg.DataLoader.Eval!.dataset, opts.dataRoot));
+    const maxDistance = s.mining.phash_max_distance ?? DEFAULT_PHASH_DISTANCE;
+    const labeled = await readLabeled(cfg, opts.dataRoot, evalSet.samples.map((x) => x.path), maxDistance);
     const unknown = [...new Set(labeled.samples.map((x) => x.label))].filter((l) => !classes.includes(l)).sort();
     if (unknown.length) throw new ScreeningError('SSLD_LABELS_MISMATCH', `Not in the teacher (${teacher.manifest.name}): ${unknown.join(', ')}.`);
-    evalSet = await readDataset(sourceOf(cfg.DataLoader.Eval!.dataset, opts.dataRoot));
-    log(`  ${labeled.samples.length} labelled images (${labeled.fromAnalysts} from analysts), ${evalSet.samples.length} eval images, ${classes.length} classes`);
+    const analystDrops = labeled.droppedFromAnalysts.length ? `; ${labeled.droppedFromAnalysts.length} analysts' photos dropped (${labeled.droppedFromAnalysts.map((d) => d.reason).join(', ')})` : '';
+    log(`  ${labeled.samples.length} labelled images (${labeled.fromAnalysts} from analysts${analystDrops}), ${evalSet.samples.length} eval images, ${classes.length} classes`);
 
     stage(s.pool.join(', ') || '(no pool)');
     const pool = await readPoolSources(s.pool);
     const dedupe = await dedupePool({
       pool, valFiles: evalSet.samples.map((x) => x.path), labeledFiles: labeled.samples.map((x) => x.path),
-      maxDistance: s.mining.phash_max_distance ?? DEFAULT_PHASH_DISTANCE, onProgress: progress,
+      maxDistance, onProgress: progress,
     });
     log(`  pool ${pool.length} → kept ${dedupe.counts.kept}; dropped: ${Object.entries(dedupe.counts).filter(([k, v]) => k !== 'kept' && v).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
-    await writeFile(path.join(workDir, 'dedupe.json'), JSON.stringify(dedupe.dropped, null, 1));
+    await writeFile(path.join(workDir, 'dedupe.json'), JSON.stringify([...labeled.droppedFromAnalysts, ...dedupe.dropped], null, 1));
 
     stage(`${labeled.samples.length + dedupe.kept.length} images`);
     const labeledPass = await classifyFiles(teacher, labeled.samples.map((x) => x.path), { onProgress: (d, t) => progress('labelled', d, t) });
@@ -141,7 +150,7 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
     log(`  mined ${mined.selected.length} of ${poolPass.results.length}${pseudoAccuracy === null ? '' : `; teacher pseudo-labels ${(pseudoAccuracy * 100).toFixed(1)} % right on ${scored.length} with hidden labels`}`);
     stats = {
       teacher: { name: teacher.manifest.name, version: teacher.manifest.version, sha256: teacher.manifest.sha256, architecture: teacher.manifest.architecture },
-      labeled: { images: labeledKept.length, from_analysts: labeled.fromAnalysts },
+      labeled: { images: labeledKept.length, from_analysts: labeled.fromAnalysts, analysts_dropped: labeled.droppedFromAnalysts.length },
       pool: { sources: s.pool, images: pool.length, dedupe: dedupe.counts, teacher_skipped: poolPass.skipped.length + labeledPass.skipped.length },
       mining: { top_k: s.mining.top_k, min_score: s.mining.min_score ?? 0, selected: mined.selected.length, below_min_score: mined.belowMinScore, per_class: mined.perClass, pseudo_label_accuracy: pseudoAccuracy },
       stages: {},

@@ -31,6 +31,18 @@ export interface ServiceConfig {
   pool: { enabled: boolean; directory: string; sampleRate: number; maxImages: number; maxPendingWrites: number; sources: Array<'http' | 'kafka' | 'cli'> };
   /** A candidate model run on a share of live traffic, never deciding (src/screening/shadow.ts). */
   shadow: { modelDir: string | null; sampleRate: number; maxInFlight: number; allowedRoots: string[] };
+  /** The analysts' review console, a separate process: npm run review (src/review). */
+  review: {
+    host: string; port: number; database: string; decisionsTopic: string; groupId: string;
+    auth: {
+      mode: 'accounts' | 'proxy';
+      accounts: Array<{ username: string; passwordHash: string; role: 'analyst' | 'lead' }>;
+      proxy: { userHeader: string; roleHeader: string | null; leadValue: string; leads: string[] };
+    };
+    sessionTtlSeconds: number; cookieSecure: boolean; undoWindowSeconds: number; pageSize: number;
+    photos: { fetch: boolean; concurrency: number; maxAttempts: number };
+    publishIntervalMs: number;
+  };
   logging: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
   /** From NODE_ENV; production refuses to start without API keys. */
   production: boolean;
@@ -41,7 +53,7 @@ const section = (required: string[], properties: Record<string, unknown>) => ({ 
 
 const topicName = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,249}$' };
 const rate = { type: 'number', minimum: 0, maximum: 1 };
-const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'kafka', 'response', 'pool', 'shadow', 'logging', 'production'], {
+const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'kafka', 'response', 'pool', 'shadow', 'review', 'logging', 'production'], {
   server: section(['host', 'port', 'bodyLimitBytes', 'batchLimit', 'requestTimeoutMs', 'shutdownGraceMs', 'trustProxy'], {
     host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
     bodyLimitBytes: posInt, batchLimit: { type: 'integer', minimum: 1, maximum: 256 }, requestTimeoutMs: posInt,
@@ -83,6 +95,29 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
   shadow: section(['modelDir', 'sampleRate', 'maxInFlight', 'allowedRoots'], {
     modelDir: { type: ['string', 'null'], minLength: 1 }, sampleRate: rate, maxInFlight: { type: 'integer', minimum: 1, maximum: 64 },
     allowedRoots: { type: 'array', items: { type: 'string', minLength: 1 } },
+  }),
+  review: section(['host', 'port', 'database', 'decisionsTopic', 'groupId', 'auth', 'sessionTtlSeconds', 'cookieSecure', 'undoWindowSeconds', 'pageSize', 'photos', 'publishIntervalMs'], {
+    host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
+    database: { type: 'string', minLength: 1 }, decisionsTopic: topicName, groupId: { type: 'string', minLength: 1 },
+    auth: section(['mode', 'accounts', 'proxy'], {
+      mode: { enum: ['accounts', 'proxy'] },
+      accounts: {
+        type: 'array',
+        items: section(['username', 'passwordHash', 'role'], {
+          username: { type: 'string', pattern: '^[A-Za-z0-9._@-]{1,128}$' },
+          passwordHash: { type: 'string', pattern: '^scrypt\\$\\d+\\$\\d+\\$\\d+\\$[A-Za-z0-9+/=]+\\$[A-Za-z0-9+/=]+$' },
+          role: { enum: ['analyst', 'lead'] },
+        }),
+      },
+      proxy: section(['userHeader', 'roleHeader', 'leadValue', 'leads'], {
+        userHeader: { type: 'string', pattern: '^[A-Za-z0-9-]{1,64}$' }, roleHeader: { type: ['string', 'null'], pattern: '^[A-Za-z0-9-]{1,64}$' },
+        leadValue: { type: 'string', minLength: 1 }, leads: { type: 'array', items: { type: 'string', minLength: 1 } },
+      }),
+    }),
+    sessionTtlSeconds: { type: 'integer', minimum: 60 }, cookieSecure: { type: 'boolean' },
+    undoWindowSeconds: { type: 'integer', minimum: 0 }, pageSize: { type: 'integer', minimum: 1, maximum: 200 },
+    photos: section(['fetch', 'concurrency', 'maxAttempts'], { fetch: { type: 'boolean' }, concurrency: { type: 'integer', minimum: 1, maximum: 32 }, maxAttempts: { type: 'integer', minimum: 1, maximum: 20 } }),
+    publishIntervalMs: posInt,
   }),
   logging: section(['level'], { level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] } }),
   production: { type: 'boolean' },
@@ -132,6 +167,10 @@ const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown, Rec
   POOL_SAMPLE_RATE: ['pool', 'sampleRate', number],
   SHADOW_MODEL_DIR: ['shadow', 'modelDir', String],
   SHADOW_SAMPLE_RATE: ['shadow', 'sampleRate', number],
+  REVIEW_HOST: ['review', 'host', String],
+  REVIEW_PORT: ['review', 'port', number],
+  REVIEW_DB: ['review', 'database', String],
+  REVIEW_COOKIE_SECURE: ['review', 'cookieSecure', (v) => (v === 'true' || v === 'on' ? true : v === 'false' || v === 'off' ? false : v)],
 };
 
 function deepFreeze<T>(value: T): T {
@@ -180,6 +219,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Reco
       if (size > c.batching.maxBatchSize) problems.push(`batching.preferredBatchSizes: ${size} exceeds maxBatchSize ${c.batching.maxBatchSize}`);
     }
     if (c.kafka.lowWater >= c.kafka.highWater) problems.push(`kafka.lowWater: must be below highWater (${c.kafka.highWater})`);
+    if (c.review.auth.mode === 'accounts') {
+      const names = c.review.auth.accounts.map((a) => a.username.toLowerCase());
+      for (const dup of new Set(names.filter((n, i) => names.indexOf(n) !== i))) problems.push(`review.auth.accounts: username "${dup}" appears more than once`);
+    }
+    if (c.production && c.review.auth.mode === 'proxy' && !c.review.cookieSecure) problems.push('review.cookieSecure: NODE_ENV=production behind a proxy requires secure cookies (REVIEW_COOKIE_SECURE=true)');
     if (c.kafka.highWater > c.batching.maxQueueSize) problems.push(`kafka.highWater: must not exceed batching.maxQueueSize (${c.batching.maxQueueSize})`);
   }
   if (problems.length) throw new ConfigError(problems, `${path.relative(process.cwd(), file) || file} + environment`);

@@ -58,6 +58,19 @@ export const ERROR_CATALOGUE = {
   SSLD_LABELS_MISMATCH: { status: 400, retriable: false, message: "The labelled data has classes the teacher does not predict; the student learns the teacher's classes." },
   PROMOTION_REFUSED: { status: 409, retriable: false, message: 'The candidate did not beat the current model; pass --force to promote anyway.' },
   PROMOTION_FAILED: { status: 500, retriable: false, message: 'The promotion could not be completed; the current model was left in place.' },
+  // Review console (npm run review)
+  REVIEW_UNAUTHENTICATED: { status: 401, retriable: false, message: 'Sign in to the review console first.' },
+  REVIEW_LOGIN_FAILED: { status: 401, retriable: false, message: 'Unknown username or wrong password.' },
+  REVIEW_LOGIN_THROTTLED: { status: 429, retriable: true, message: 'Too many failed sign-ins; wait before trying again.' },
+  REVIEW_CSRF_INVALID: { status: 403, retriable: false, message: 'The form is stale or came from another site (CSRF check failed); reload the page.' },
+  REVIEW_FORBIDDEN: { status: 403, retriable: false, message: 'Only a lead may do this.' },
+  REVIEW_ITEM_NOT_FOUND: { status: 404, retriable: false, message: 'No such review item.' },
+  REVIEW_CONFLICT: { status: 409, retriable: false, message: 'Someone else decided this item since you loaded it; reload to see their decision.' },
+  REVIEW_NOT_PENDING: { status: 409, retriable: false, message: 'This item is already decided; a lead can re-open it.' },
+  REVIEW_NOTHING_TO_UNDO: { status: 409, retriable: false, message: 'You have no decision left to undo within the undo window; a lead can re-open older ones.' },
+  REVIEW_DECISION_INVALID: { status: 400, retriable: false, message: 'The decision is invalid.' },
+  REVIEW_PHOTO_UNAVAILABLE: { status: 404, retriable: true, message: 'The photo is not stored and could not be fetched.' },
+  REVIEW_DB_FAILED: { status: 500, retriable: true, message: 'The review database could not be read or written.' },
 } as const satisfies Record<string, { status: number; retriable: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

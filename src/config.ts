@@ -181,6 +181,16 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+const isPlainObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === 'object' && !Array.isArray(v);
+
+/** Objects merge key by key at every depth (a file that sets review.auth.accounts keeps auth.mode); arrays and values replace. */
+function mergeOver(base: unknown, over: unknown): unknown {
+  if (!isPlainObject(base) || !isPlainObject(over)) return over;
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) merged[key] = mergeOver(base[key], value);
+  return merged;
+}
+
 function readYaml(file: string): Record<string, Record<string, unknown>> {
   try {
     return (parseYaml(readFileSync(file, 'utf8')) ?? {}) as Record<string, Record<string, unknown>>;
@@ -190,16 +200,14 @@ function readYaml(file: string): Record<string, Record<string, unknown>> {
 }
 
 /**
- * configs/default.yaml, then CONFIG_FILE's sections merged over it (so a deployment file names only
- * what it changes), then environment variables, then `overrides` (tests).
+ * configs/default.yaml, then CONFIG_FILE merged over it at every depth (so a deployment file names
+ * only what it changes), then environment variables, then `overrides` (tests).
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Record<string, Record<string, unknown>> = {}): Readonly<ServiceConfig> {
   const file = env.CONFIG_FILE ? path.resolve(env.CONFIG_FILE) : DEFAULT_CONFIG_FILE;
   const raw = readYaml(DEFAULT_CONFIG_FILE);
   if (file !== DEFAULT_CONFIG_FILE) {
-    for (const [sec, values] of Object.entries(readYaml(file))) {
-      raw[sec] = values && typeof values === 'object' && !Array.isArray(values) ? { ...raw[sec], ...values } : values;
-    }
+    for (const [sec, values] of Object.entries(readYaml(file))) raw[sec] = mergeOver(raw[sec], values) as Record<string, unknown>;
   }
   const config: Record<string, unknown> = structuredClone(raw);
   for (const [name, [sec, key, parse, also]] of Object.entries(ENV_OVERRIDES)) {

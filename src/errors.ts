@@ -69,6 +69,7 @@ export const ERROR_CATALOGUE = {
   REVIEW_NOT_PENDING: { status: 409, retriable: false, message: 'This item is already decided; a lead can re-open it.' },
   REVIEW_NOTHING_TO_UNDO: { status: 409, retriable: false, message: 'You have no decision left to undo within the undo window; a lead can re-open older ones.' },
   REVIEW_DECISION_INVALID: { status: 400, retriable: false, message: 'The decision is invalid.' },
+  REVIEW_FILTER_INVALID: { status: 400, retriable: false, message: 'A queue filter is invalid.' },
   REVIEW_PHOTO_UNAVAILABLE: { status: 404, retriable: true, message: 'The photo is not stored and could not be fetched.' },
   REVIEW_DB_FAILED: { status: 500, retriable: true, message: 'The review database could not be read or written.' },
 } as const satisfies Record<string, { status: number; retriable: boolean; message: string }>;

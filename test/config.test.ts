@@ -52,6 +52,34 @@ describe('service configuration', () => {
     }
   });
 
+  test('a CONFIG_FILE that names one nested review key keeps the other keys of that object', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'wildlife-config-'));
+    try {
+      const file = path.join(dir, 'review.yaml');
+      const hash = 'scrypt$1024$8$1$c2FsdHNhbHRzYWx0c2FsdA==$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g=';
+      await writeFile(file, `review:\n  port: 9091\n  auth:\n    accounts:\n      - { username: ana, passwordHash: '${hash}', role: lead }\n`);
+      const config = loadConfig({ CONFIG_FILE: file });
+      assert.equal(config.review.port, 9091);
+      assert.equal(config.review.auth.mode, 'accounts', 'auth.mode kept from the defaults');
+      assert.equal(config.review.auth.proxy.userHeader, 'X-Forwarded-User');
+      assert.deepEqual(config.review.auth.accounts.map((a) => a.username), ['ana']);
+      await writeFile(file, `review:\n  auth:\n    accounts:\n      - { username: ana, passwordHash: plain-text, role: boss }\n      - { username: ANA, passwordHash: '${hash}', role: analyst }\n`);
+      assert.throws(() => loadConfig({ CONFIG_FILE: file }), (err: unknown) => err instanceof ConfigError
+        && err.problems.some((p) => p.startsWith('review.auth.accounts.0.passwordHash'))
+        && err.problems.includes('review.auth.accounts.0.role: must be one of analyst, lead'));
+      await writeFile(file, `review:\n  auth:\n    accounts:\n      - { username: ana, passwordHash: '${hash}', role: lead }\n      - { username: ANA, passwordHash: '${hash}', role: analyst }\n`);
+      assert.throws(() => loadConfig({ CONFIG_FILE: file }), /username "ana" appears more than once/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the review console listens on 8081 beside the service, and REVIEW_* variables override it', () => {
+    assert.equal(loadConfig({}).review.port, 8081);
+    const config = loadConfig({ REVIEW_PORT: '9191', REVIEW_DB: '/data/review.db', REVIEW_COOKIE_SECURE: 'true' });
+    assert.deepEqual([config.review.port, config.review.database, config.review.cookieSecure], [9191, '/data/review.db', true]);
+  });
+
   test('preferred batch sizes above the maximum are refused', () => {
     assert.throws(() => loadConfig({ MAX_BATCH_SIZE: '4' }), /preferredBatchSizes: 8 exceeds maxBatchSize 4/);
   });

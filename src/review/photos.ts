@@ -1,0 +1,149 @@
+/**
+ * The flagged photos an analyst looks at. The browser never loads a listing's image from the
+ * marketplace: that would leak the analyst's address to the seller and let a hostile host serve the
+ * console anything. The console fetches each photo once, through the service's SSRF-guarded fetcher,
+ * checks it is the very photo that was screened (sha256), keeps the original bytes (listings get
+ * taken down, and a decision needs its evidence), and serves a re-encoded copy without metadata.
+ */
+import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import sharp from 'sharp';
+import { ScreeningError } from '../errors.js';
+import { sniffImageType, type Fetcher } from '../transport/fetcher.js';
+import type { ReviewDb } from './db.js';
+
+export type PhotoSize = 'thumb' | 'full';
+const SIDE: Record<PhotoSize, number> = { thumb: 160, full: 1024 };
+
+export interface PhotoKeeperOptions {
+  db: ReviewDb;
+  /** null: only photos already stored are shown (review.photos.fetch: false). */
+  fetcher: Fetcher | null;
+  concurrency: number;
+  maxAttempts: number;
+  now?: () => Date;
+}
+
+export interface PhotoEvents {
+  stored: { sha256: string; bytes: number };
+  failed: { sha256: string; code: string; attempts: number };
+}
+
+export interface PhotoKeeper {
+  /** A JPEG rendering of the item's photo, fetching and storing it first if needed. */
+  render(itemId: number, size: PhotoSize): Promise<{ bytes: Buffer; contentType: 'image/jpeg' }>;
+  /** Fetches photos not yet stored, newest items first, until none are left or all failed too often. */
+  drain(): Promise<number>;
+  /** Starts a drain unless one runs; for the store's 'ingested' event. */
+  poke(): void;
+  on<K extends keyof PhotoEvents>(event: K, listener: (e: PhotoEvents[K]) => void): this;
+  close(): Promise<void>;
+}
+
+interface Wanted { id: number; image_url: string | null; image_sha256: string }
+
+class Keeper extends EventEmitter implements PhotoKeeper {
+  private readonly inFlight = new Map<string, Promise<Buffer>>();
+  private draining: Promise<number> | null = null;
+  private closed = false;
+  private pokedWhileDraining = false;
+  private readonly now: () => Date;
+
+  constructor(private readonly o: PhotoKeeperOptions) {
+    super();
+    this.now = o.now ?? (() => new Date());
+  }
+
+  async render(itemId: number, size: PhotoSize) {
+    const item = this.o.db.prepare('SELECT id, image_url, image_sha256 FROM items WHERE id = ?').get(itemId) as Wanted | undefined;
+    if (!item) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${itemId}.`);
+    const original = this.stored(item.image_sha256) ?? (await this.fetchOnce(item));
+    const side = SIDE[size];
+    // Re-encoding drops EXIF (sellers' GPS, camera serials) and anything that is not pixels.
+    const bytes = await sharp(original, { limitInputPixels: 40_000_000 }).rotate().resize(side, side, { fit: 'inside', withoutEnlargement: true }).jpeg({ quality: size === 'thumb' ? 70 : 85 }).toBuffer();
+    return { bytes, contentType: 'image/jpeg' as const };
+  }
+
+  private stored(sha256: string): Buffer | null {
+    const row = this.o.db.prepare('SELECT bytes FROM photos WHERE sha256 = ?').get(sha256) as { bytes: Buffer } | undefined;
+    return row?.bytes ?? null;
+  }
+
+  private fetchOnce(item: Wanted): Promise<Buffer> {
+    const running = this.inFlight.get(item.image_sha256);
+    if (running) return running;
+    const job = this.fetchAndStore(item).finally(() => this.inFlight.delete(item.image_sha256));
+    this.inFlight.set(item.image_sha256, job);
+    return job;
+  }
+
+  private async fetchAndStore(item: Wanted): Promise<Buffer> {
+    if (!item.image_url) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The photo was sent inline to the screening service, which does not keep it; only the listing link remains.');
+    if (!this.o.fetcher) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'Fetching photos is switched off (review.photos.fetch).');
+    try {
+      const fetched = await this.o.fetcher.fetchImage(item.image_url);
+      const sha256 = createHash('sha256').update(fetched.bytes).digest('hex');
+      if (sha256 !== item.image_sha256) {
+        throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The photo at the listing URL changed since it was screened; showing it would mislead the review.');
+      }
+      const type = sniffImageType(fetched.bytes) ?? fetched.contentType;
+      this.o.db.prepare('INSERT OR IGNORE INTO photos (sha256, content_type, bytes, stored_at) VALUES (?, ?, ?, ?)').run(sha256, type, fetched.bytes, this.now().toISOString());
+      this.o.db.prepare('DELETE FROM photo_attempts WHERE sha256 = ?').run(sha256);
+      this.emit('stored', { sha256, bytes: fetched.bytes.length });
+      return fetched.bytes;
+    } catch (err) {
+      const code = err instanceof ScreeningError ? err.code : 'INTERNAL';
+      const message = err instanceof Error ? err.message : String(err);
+      this.o.db.prepare(`INSERT INTO photo_attempts (sha256, attempts, last_error, last_at) VALUES (?, 1, ?, ?)
+        ON CONFLICT (sha256) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error, last_at = excluded.last_at`).run(item.image_sha256, `${code}: ${message}`.slice(0, 500), this.now().toISOString());
+      const { attempts } = this.o.db.prepare('SELECT attempts FROM photo_attempts WHERE sha256 = ?').get(item.image_sha256) as { attempts: number };
+      this.emit('failed', { sha256: item.image_sha256, code, attempts });
+      if (err instanceof ScreeningError && err.code === 'REVIEW_PHOTO_UNAVAILABLE') throw err;
+      throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', `Fetching it failed (${code}).`, { cause: err });
+    }
+  }
+
+  poke(): void {
+    if (this.closed || !this.o.fetcher) return;
+    if (this.draining) {
+      this.pokedWhileDraining = true; // items that arrived after the drain's query
+      return;
+    }
+    this.draining = this.drain().finally(() => {
+      this.draining = null;
+      if (this.pokedWhileDraining) {
+        this.pokedWhileDraining = false;
+        this.poke();
+      }
+    });
+    this.draining.catch(() => undefined);
+  }
+
+  async drain(): Promise<number> {
+    if (!this.o.fetcher) return 0;
+    const next = this.o.db.prepare(`SELECT i.id, i.image_url, i.image_sha256 FROM items i
+      WHERE i.image_url IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.sha256 = i.image_sha256)
+        AND COALESCE((SELECT attempts FROM photo_attempts a WHERE a.sha256 = i.image_sha256), 0) < ?
+      GROUP BY i.image_sha256 ORDER BY MAX(i.id) DESC LIMIT ?`);
+    // Each photo is tried at most once per drain; failures wait for the next poke (new items, or the
+    // console's retry timer) instead of hammering a host that just failed.
+    const wanted = next.all(this.o.maxAttempts, 500) as Wanted[];
+    let stored = 0;
+    for (let at = 0; at < wanted.length && !this.closed; at += this.o.concurrency) {
+      const results = await Promise.allSettled(wanted.slice(at, at + this.o.concurrency).map((item) => this.fetchOnce(item)));
+      stored += results.filter((r) => r.status === 'fulfilled').length;
+    }
+    return stored;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.draining?.catch(() => undefined);
+    await Promise.allSettled(this.inFlight.values());
+  }
+}
+
+export function createPhotoKeeper(options: PhotoKeeperOptions): PhotoKeeper {
+  return new Keeper(options);
+}

@@ -71,7 +71,9 @@ export function parseQueueQuery(query: Record<string, unknown>): { filter: Requi
   const day = (key: string, plusDays: number): string | undefined => {
     const v = text(key);
     if (v === undefined) return undefined;
-    const t = /^\d{4}-\d{2}-\d{2}$/.test(v) ? Date.parse(`${v}T00:00:00Z`) : NaN;
+    const parsed = /^\d{4}-\d{2}-\d{2}$/.test(v) ? Date.parse(`${v}T00:00:00Z`) : NaN;
+    // Date.parse rolls 2030-02-31 over to March 3rd; a day that does not exist is a typo, not a filter.
+    const t = Number.isFinite(parsed) && new Date(parsed).toISOString().slice(0, 10) === v ? parsed : NaN;
     if (!Number.isFinite(t)) problems.push(`${key}: must be a date YYYY-MM-DD`);
     return Number.isFinite(t) ? new Date(t + plusDays * 86_400_000).toISOString() : undefined;
   };
@@ -120,7 +122,10 @@ function expectOf(value: unknown): number | undefined {
 
 function withDone(next: unknown, done: string): string {
   const target = safeNext(next);
-  return `${target}${target.includes('?') ? '&' : '?'}done=${done}`;
+  // The notice goes into the query, before any #fragment (after it, the server would never see it).
+  const hash = target.indexOf('#');
+  const [where, fragment] = hash < 0 ? [target, ''] : [target.slice(0, hash), target.slice(hash)];
+  return `${where}${where.includes('?') ? '&' : '?'}done=${done}${fragment}`;
 }
 
 export function createReviewApp(deps: ReviewAppDeps): express.Express {
@@ -198,7 +203,8 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     const afterDecision = next ?? prev ?? queueLink(q.keep, { page: q.page > 1 ? q.page : null });
     const model = { principal: { username: session.username, role: session.role }, csrf: session.csrf, filter: q.filter, query: q.keep, items, total, page: q.page, pageSize, selected, facets: store.facets(), undoWindowSeconds: config.undoWindowSeconds };
     const nav: NavTab = q.filter.status === 'pending' ? 'queue' : q.filter.status === 'escalated' ? 'escalated' : q.filter.status === 'decided' ? 'decided' : null;
-    const flash = q.done && DONE_TEXT[q.done] ? { kind: 'ok' as const, text: `${DONE_TEXT[q.done]}${q.done === 'undone' ? '' : ' Press u to undo.'}` } : null;
+    // Own keys only: ?done=constructor must not print Object's source as the notice.
+    const flash = q.done && Object.hasOwn(DONE_TEXT, q.done) ? { kind: 'ok' as const, text: `${DONE_TEXT[q.done]}${q.done === 'undone' ? '' : ' Press u to undo.'}` } : null;
     page(res, 'Queue', nav, renderQueue(model, { prev, next, afterDecision }), flash);
   });
 

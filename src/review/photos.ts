@@ -47,6 +47,7 @@ class Keeper extends EventEmitter implements PhotoKeeper {
   private draining: Promise<number> | null = null;
   private closed = false;
   private pokedWhileDraining = false;
+  private viewFetches = 0;
   private readonly now: () => Date;
 
   constructor(private readonly o: PhotoKeeperOptions) {
@@ -57,16 +58,43 @@ class Keeper extends EventEmitter implements PhotoKeeper {
   async render(itemId: number, size: PhotoSize) {
     const item = this.o.db.prepare('SELECT id, image_url, image_sha256 FROM items WHERE id = ?').get(itemId) as Wanted | undefined;
     if (!item) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${itemId}.`);
-    const original = this.stored(item.image_sha256) ?? (await this.fetchOnce(item));
+    const original = this.stored(item.image_sha256) ?? (await this.fetchForView(item));
     const side = SIDE[size];
     // Re-encoding drops EXIF (sellers' GPS, camera serials) and anything that is not pixels.
-    const bytes = await sharp(original, { limitInputPixels: 40_000_000 }).rotate().resize(side, side, { fit: 'inside', withoutEnlargement: true }).jpeg({ quality: size === 'thumb' ? 70 : 85 }).toBuffer();
+    let bytes: Buffer;
+    try {
+      bytes = await sharp(original, { limitInputPixels: 40_000_000 }).rotate().resize(side, side, { fit: 'inside', withoutEnlargement: true }).jpeg({ quality: size === 'thumb' ? 70 : 85 }).toBuffer();
+    } catch (err) {
+      // The bytes came from a listing's host (they only had to hash right and look like an image), so a
+      // picture that does not decode, or exceeds the pixel limit, is the photo's fault, not the console's.
+      throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The stored photo could not be decoded.', { cause: err });
+    }
     return { bytes, contentType: 'image/jpeg' as const };
   }
 
   private stored(sha256: string): Buffer | null {
     const row = this.o.db.prepare('SELECT bytes FROM photos WHERE sha256 = ?').get(sha256) as { bytes: Buffer } | undefined;
     return row?.bytes ?? null;
+  }
+
+  /**
+   * A page view may fetch a missing photo, but it neither retries a photo whose attempts are used up
+   * (the background drain owns retries) nor opens more connections than the configured concurrency:
+   * a queue page of fifty unreachable thumbnails must not become fifty outbound fetches per view.
+   */
+  private async fetchForView(item: Wanted): Promise<Buffer> {
+    const tried = this.o.db.prepare('SELECT attempts, last_error FROM photo_attempts WHERE sha256 = ?').get(item.image_sha256) as { attempts: number; last_error: string } | undefined;
+    if (tried && tried.attempts >= this.o.maxAttempts) {
+      throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', `Gave up after ${tried.attempts} attempts; last: ${tried.last_error}`);
+    }
+    if (this.inFlight.has(item.image_sha256)) return this.fetchOnce(item);
+    if (this.viewFetches >= this.o.concurrency) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The photo is being fetched; reload in a moment.');
+    this.viewFetches++;
+    try {
+      return await this.fetchOnce(item);
+    } finally {
+      this.viewFetches--;
+    }
   }
 
   private fetchOnce(item: Wanted): Promise<Buffer> {

@@ -295,7 +295,7 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
     const last = this.db.prepare(`SELECT d.* FROM decisions d JOIN items i ON i.id = d.item_id AND i.last_decision_id = d.id
       WHERE d.analyst = ? AND d.verdict != 'reopened' AND d.decided_at >= ? ORDER BY d.id DESC LIMIT 1`).get(principal.username, since) as DecisionRow | undefined;
     if (!last) throw new ScreeningError('REVIEW_NOTHING_TO_UNDO');
-    return this.reopenRow(last.item_id, last.id, principal, 'undo');
+    return this.reopenRow(last.item_id, last.id, principal, 'undo', true);
   }
 
   reopen(input: { itemId: number; principal: Principal; note?: string | null; expectLastDecisionId?: number | null }): DecisionRecord {
@@ -303,10 +303,19 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
     return this.reopenRow(input.itemId, input.expectLastDecisionId, input.principal, this.checkNote(input.note));
   }
 
-  private reopenRow(itemId: number, expect: number | null | undefined, principal: Principal, note: string | null): DecisionRecord {
+  /**
+   * An undo puts the item back where the undone decision found it (a lead's undo of a decision on an
+   * escalated item leaves it escalated, not open to analysts); a lead's re-open makes it pending.
+   */
+  private reopenRow(itemId: number, expect: number | null | undefined, principal: Principal, note: string | null, undo = false): DecisionRecord {
     return this.record(itemId, expect, (row) => {
       if (row.status === 'pending') throw new ScreeningError('REVIEW_NOT_PENDING', 'It is already pending.');
-      return { verdict: 'reopened', label: row.label ?? row.top_label, correctLabel: null, note, status: 'pending' };
+      let status: ItemStatus = 'pending';
+      if (undo && row.last_decision_id) {
+        const undone = this.decisionById.get(row.last_decision_id) as DecisionRow;
+        if (undone.previous_verdict === 'escalated') status = 'escalated';
+      }
+      return { verdict: 'reopened', label: row.label ?? row.top_label, correctLabel: null, note, status };
     }, principal);
   }
 

@@ -70,7 +70,13 @@ function history(entries: DecisionRecord[]): SafeHtml {
 function decisionForm(item: ItemDetail, m: QueuePageModel, next: string): SafeHtml {
   const canDecide = item.status === 'pending' || (item.status === 'escalated' && m.principal.role === 'lead');
   if (!canDecide) {
-    if (m.principal.role !== 'lead') return html`<p class="muted">Decided. A lead can re-open it; your own last decision can be undone with <kbd>u</kbd> for ${Math.round(m.undoWindowSeconds / 60)} minutes.</p>`;
+    const undoHint = html`your own last decision can be undone with <kbd>u</kbd> for ${Math.round(m.undoWindowSeconds / 60)} minutes`;
+    // An analyst sees no buttons on an escalated item either, but it is not decided yet: a lead decides it.
+    if (m.principal.role !== 'lead') {
+      return item.status === 'escalated'
+        ? html`<p class="muted">Escalated to a lead, who decides it; ${undoHint}.</p>`
+        : html`<p class="muted">Decided. A lead can re-open it; ${undoHint}.</p>`;
+    }
     return html`<form method="post" action="/items/${item.id}/reopen" class="decide" id="reopen-form">
       <input type="hidden" name="_csrf" value="${m.csrf}"><input type="hidden" name="expect" value="${item.lastDecisionId ?? 0}"><input type="hidden" name="next" value="${next}">
       <label>Note <input type="text" name="note" maxlength="2000"></label> <button type="submit" id="reopen">Re-open for review</button></form>`;

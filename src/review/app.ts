@@ -157,8 +157,11 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     } catch {
       db = false;
     }
+    // Ready means analysts can work: the queue and decisions live in the database. A Kafka outage
+    // only delays new flags and the sending of decisions (they wait in the outbox), so it is
+    // reported here and alerted on, but does not take the console out of its Service.
     const kafka = deps.feedReady();
-    res.status(db && kafka ? 200 : 503).json({ status: db && kafka ? 'ready' : 'not_ready', database: db, kafka });
+    res.status(db ? 200 : 503).json({ status: db ? 'ready' : 'not_ready', database: db, kafka });
   });
   app.get('/metrics', async (_req, res, next) => {
     try {

@@ -184,7 +184,8 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
     const classifier = flagged.classifiers.find((c) => c.name === top?.classifier) ?? flagged.classifiers[0];
     const run = this.db.transaction(() => {
       const info = this.insertItem.run({
-        decisionId: flagged.decisionId, inputId: flagged.inputId, flaggedAt: flagged.decidedAt, receivedAt: this.now().toISOString(),
+        // One ISO form (UTC, milliseconds), so the queue's date filters and sorts can compare text.
+        decisionId: flagged.decisionId, inputId: flagged.inputId, flaggedAt: new Date(flagged.decidedAt).toISOString(), receivedAt: this.now().toISOString(),
         platform: flagged.listing.platform, listingUrl: flagged.listing.url, listingTitle: flagged.listing.title ?? null, listingSeller: flagged.listing.seller ?? null,
         imageUrl: flagged.image.url, imageSha256: flagged.image.sha256, topLabel, topScore: top?.score ?? fallback?.score ?? 0,
         modelName: classifier?.name ?? null, modelVersion: classifier?.version ?? null, message: JSON.stringify(flagged),

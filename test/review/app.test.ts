@@ -18,6 +18,7 @@ import { hashPassword } from '../../src/review/auth.js';
 import { startReviewConsole, type ReviewConsole } from '../../src/review/console.js';
 import type { Decision } from '../../src/transport/kafka/messages.js';
 import { flaggedMessage, type FlaggedOptions } from '../helpers/review.js';
+import { freePort } from '../helpers/ports.js';
 
 const PASSWORDS = { ana: 'ana-password-1', lee: 'lee-password-1' } as const;
 type User = keyof typeof PASSWORDS;
@@ -40,7 +41,7 @@ before(async () => {
 interface Harness { console: ReviewConsole; base: string; dir: string }
 
 /** The whole console, as `npm run review` assembles it, minus Kafka; closed and deleted when the test ends. */
-async function startConsole(t: TestContext, review: Record<string, unknown> = {}): Promise<Harness> {
+async function startConsole(t: TestContext, review: Record<string, unknown> = {}, brokers: string[] = []): Promise<Harness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'review-app-'));
   const defaults = loadConfig({});
   let started: ReviewConsole | null = null;
@@ -53,7 +54,7 @@ async function startConsole(t: TestContext, review: Record<string, unknown> = {}
       ...defaults.review, host: '127.0.0.1', port: 0, database: path.join(dir, 'review.db'), sessionTtlSeconds: 3600,
       auth: { ...defaults.review.auth, mode: 'accounts', accounts: ACCOUNTS }, ...review,
     },
-    kafka: { ...defaults.kafka, brokers: [] },
+    kafka: { ...defaults.kafka, brokers },
     fetch: { timeoutMs: 5000, maxBytes: 20_971_520, maxRedirects: 3, allowlist: ['127.0.0.1'] },
   });
   started = await startReviewConsole(config, { logger: pino({ level: 'silent' }) });
@@ -208,6 +209,17 @@ const photoAttempt = (h: Harness, digest: string) => h.console.db.prepare('SELEC
 // ---------------------------------------------------------------------------------------------
 
 describe('review console: signing in and the open endpoints', () => {
+  test('with Kafka unreachable the console still serves its database, and /readyz says Kafka is not joined', async (t) => {
+    const h = await startConsole(t, {}, [`127.0.0.1:${await freePort()}`]);
+    const id = ingest(h);
+    const ready = await fetch(`${h.base}/readyz`);
+    assert.equal(ready.status, 200, 'analysts can still work: the queue and decisions live in SQLite');
+    assert.deepEqual(await ready.json(), { status: 'ready', database: true, kafka: false });
+    const ana = await signIn(h, 'ana');
+    assert.equal((await jsonDecision(ana, id, { verdict: 'confirmed' })).status, 201);
+    assert.equal(h.console.store.outboxSize(), 1, 'the decision waits in the outbox until Kafka is back');
+  });
+
   test('without a session a page request is sent to the sign-in form and an API request gets 401 REVIEW_UNAUTHENTICATED', async (t) => {
     const h = await startConsole(t);
     const page = await fetch(`${h.base}/`, { headers: HTML, redirect: 'manual' });

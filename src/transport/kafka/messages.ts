@@ -121,6 +121,98 @@ export function decisionOf(input: CrawledImage, result: ScreenResult, decidedAt:
   };
 }
 
+const shortText = (max: number) => ({ type: 'string', minLength: 1, maxLength: max });
+const unit = { type: 'number', minimum: 0, maximum: 1 };
+const millis = { type: 'number', minimum: 0 };
+
+/**
+ * images.flagged/v1 as the review console reads it. Strict where the console depends on a field
+ * (types, lengths, the sha256 it stores photos under, scores it sorts by). The top level and
+ * `timings` admit unknown properties: a newer screening service may add fields there, and the
+ * console must keep taking its flags rather than dead-letter them during a rolling upgrade.
+ */
+const FLAGGED = {
+  type: 'object',
+  additionalProperties: true,
+  required: ['schema', 'decisionId', 'inputId', 'flagged', 'listing', 'image', 'reasons', 'classifiers', 'timings', 'crawledAt', 'decidedAt'],
+  properties: {
+    schema: { const: FLAGGED_SCHEMA },
+    decisionId: shortText(256),
+    inputId: shortText(256),
+    flagged: { const: true },
+    listing: CRAWLED.properties.listing,
+    image: {
+      type: 'object', additionalProperties: false, required: ['url', 'sha256', 'format', 'width', 'height', 'bytes'],
+      properties: {
+        url: { anyOf: [shortText(4096), { type: 'null' }] },
+        // Lower-case only: the console keys stored photos and look-ups by this exact string.
+        sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+        format: shortText(32),
+        width: { type: 'integer', minimum: 1 },
+        height: { type: 'integer', minimum: 1 },
+        bytes: { type: 'integer', minimum: 1 },
+      },
+    },
+    reasons: {
+      type: 'array', maxItems: 256,
+      items: {
+        type: 'object', additionalProperties: false, required: ['classifier', 'label', 'score', 'threshold'],
+        properties: { classifier: shortText(128), label: shortText(256), score: unit, threshold: unit },
+      },
+    },
+    classifiers: {
+      type: 'array', minItems: 1, maxItems: 32,
+      items: {
+        type: 'object', additionalProperties: false, required: ['name', 'version', 'top'],
+        properties: {
+          name: shortText(128),
+          version: shortText(64),
+          top: {
+            type: 'array', maxItems: 1000,
+            items: {
+              type: 'object', additionalProperties: false, required: ['label', 'score', 'trade_relevant'],
+              properties: { label: shortText(256), score: unit, trade_relevant: { type: 'boolean' } },
+            },
+          },
+        },
+      },
+    },
+    timings: {
+      type: 'object', additionalProperties: true,
+      required: ['fetchMs', 'preprocessMs', 'queueMs', 'inferenceMs', 'totalMs', 'crawlToDecisionMs'],
+      properties: {
+        fetchMs: millis, preprocessMs: millis, queueMs: millis, inferenceMs: millis, totalMs: millis,
+        // Crawler and screening clocks differ, so a negative span is possible and still honest.
+        crawlToDecisionMs: { type: ['number', 'null'] },
+      },
+    },
+    crawledAt: { type: 'string', pattern: ISO_DATE_TIME },
+    decidedAt: { type: 'string', pattern: ISO_DATE_TIME },
+    meta: { type: 'object' },
+  },
+} as const;
+
+const validateFlagged = new Ajv({ allErrors: true, strict: false }).compile(FLAGGED);
+
+export type FlaggedParseResult = { ok: true; message: Decision } | { ok: false; reason: string };
+
+/**
+ * Parses and validates one images.flagged/v1 value for the review console; never throws. Reasons:
+ * `empty message value`, `not JSON: …`, `schema: <path> <problem>; …`, or `<field>: not a calendar date`.
+ */
+export function parseFlagged(value: Buffer | null): FlaggedParseResult {
+  const parsed = parseJson(value);
+  if (!parsed.ok) return parsed;
+  const json = parsed.json;
+  if (!validateFlagged(json)) return { ok: false, reason: schemaReason(validateFlagged.errors) };
+  const d = json as unknown as Decision;
+  // The pattern admits 2025-13-45T…; the queue sorts and filters by decidedAt, so it must be real.
+  for (const field of ['decidedAt', 'crawledAt'] as const) {
+    if (!Number.isFinite(Date.parse(d[field]))) return { ok: false, reason: `${field}: not a calendar date` };
+  }
+  return { ok: true, message: d };
+}
+
 export interface DeadLetter {
   schema: typeof DLQ_SCHEMA;
   code: string;
@@ -187,7 +279,6 @@ export interface ReviewDecision {
   note?: string;
 }
 
-const shortText = (max: number) => ({ type: 'string', minLength: 1, maxLength: max });
 const REVIEW_DECISION = {
   type: 'object',
   additionalProperties: false,

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import pino from 'pino';
+import sharp from 'sharp';
 import { chromium, type Browser } from 'playwright-core';
 import { loadConfig, REPO_ROOT } from '../../src/config.js';
 import { hashPassword } from '../../src/review/auth.js';
@@ -80,11 +81,13 @@ test('an analyst signs in, sees a flagged listing from Kafka and confirms it wit
       { photo: 'non_ivory_36078.jpg', title: 'Old decorative box, estate sale', platform: 'marketplace.example', reasons: [['elephant_ivory', 0.63, 0.6]] as Array<[string, number, number]>, others: ['wood_carving'], age: 7 },
       { photo: 'non_ivory_467372.jpg', title: 'Carved ornament, unknown material', platform: 'auctions.example', reasons: [['elephant_ivory', 0.71, 0.6], ['rhino_horn', 0.66, 0.65]] as Array<[string, number, number]>, others: ['resin'], age: 26 },
     ];
-    const flagged = listings.map((l) => {
+    const flagged = await Promise.all(listings.map(async (l) => {
       const m = flaggedMessage({ title: l.title, platform: l.platform, reasons: l.reasons, others: l.others, imageUrl: `${imageBase}/${l.photo}`, decidedAt: new Date(Date.now() - l.age * hour).toISOString() });
-      m.image.sha256 = createHash('sha256').update(readFileSync(path.join(FIXTURES, l.photo))).digest('hex');
+      const bytes = readFileSync(path.join(FIXTURES, l.photo));
+      const meta = await sharp(bytes).metadata();
+      m.image = { ...m.image, sha256: createHash('sha256').update(bytes).digest('hex'), width: meta.width, height: meta.height, bytes: bytes.length };
       return m;
-    });
+    }));
     await producer.connect();
     // The screening pipeline's output, as it writes it: key = input id, value = the flagged decision.
     await producer.send({ topic: topics.review, messages: flagged.map((m) => ({ key: m.inputId, value: JSON.stringify(m) })) });

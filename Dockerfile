@@ -7,6 +7,14 @@
 #   docker run --gpus all -p 8080:8080 -e API_KEYS=… wildlife-screening:gpu
 #   docker build --target train-gpu --build-arg PADDLE_PIP_ARGS="…" -t wildlife-training:gpu .
 #
+# The analysts' review console (src/review, `npm run review`) runs from the cpu image with its own
+# command; its SQLite file goes on a volume, its accounts in a config file (docs/OPERATIONS.md,
+# "Review console"). The image's HEALTHCHECK probes the service's port, hence --no-healthcheck:
+#
+#   docker run --no-healthcheck -p 8081:8081 -v wildlife-review:/data -v "$PWD/review.yaml:/etc/wildlife/review.yaml:ro" \
+#     -e REVIEW_HOST=0.0.0.0 -e REVIEW_DB=/data/review.db -e CONFIG_FILE=/etc/wildlife/review.yaml \
+#     wildlife-screening:cpu node --import tsx src/review/main.ts
+#
 # Both run `node --import tsx src/main.ts` (the same entry as `npm start`; tsx is a runtime
 # dependency) as a non-root user (uid 1000), listen on 8080 and bake in the default model under
 # models/. NODE_ENV=production: the service refuses to start without API_KEYS. Kubernetes
@@ -26,6 +34,12 @@ ARG CUDA_TRAIN_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 # ---- production node_modules, CPU flavour -------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
+# better-sqlite3 (the review console's database) is a native addon: its install script downloads a
+# prebuilt binary and, when it cannot, compiles with node-gyp, which needs python3, make and g++.
+# Only in the build stages: the final images copy node_modules, not the compilers.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json .npmrc ./
 # onnxruntime-node's CUDA download stays off (.npmrc); its CPU binaries ship in the package.
 RUN npm ci --omit=dev --no-audit --no-fund
@@ -33,6 +47,10 @@ RUN npm ci --omit=dev --no-audit --no-fund
 # ---- production node_modules, CUDA flavour -------------------------------------------------------
 FROM ${NODE_IMAGE} AS deps-gpu
 WORKDIR /app
+# The toolchain better-sqlite3 may compile with, as in deps.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json .npmrc ./
 # onnxruntime-node's install script (script/install.js, via install-utils.js) reads
 # ONNXRUNTIME_NODE_INSTALL before the npm config, so this overrides .npmrc's
@@ -60,6 +78,9 @@ COPY src/transport src/transport
 # module it imports is copied.
 COPY src/training/dataset.ts src/training/labeled-set.ts src/training/labeled-set-compile.ts src/training/
 COPY src/training/cli/args.ts src/training/cli/labels.ts src/training/cli/
+# The review console (k8s/review): Node only as well (no Paddle, no GPU), with its page assets
+# (static/, read at run time) and the password-hash CLI. test/deploy checks its imports and assets.
+COPY src/review src/review
 COPY configs configs
 COPY models models
 

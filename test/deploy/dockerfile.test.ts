@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
@@ -8,7 +8,7 @@ import { copied, copySources, dockerignored, importGraph, lineage, parseDockerfi
 
 const dockerfile = readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const stages = parseDockerfile(dockerfile);
-const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { engines: { node: string }; scripts: Record<string, string> };
+const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { engines: { node: string }; scripts: Record<string, string>; dependencies: Record<string, string> };
 const defaults = parseYaml(readFileSync(path.join(REPO_ROOT, 'configs', 'default.yaml'), 'utf8')) as { server: { port: number } };
 const ignorePatterns = readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
 const TARGETS = ['cpu', 'gpu'] as const;
@@ -72,6 +72,45 @@ describe('Dockerfile', () => {
       assert.ok(npmCi, `${t}'s node_modules come from npm ci --omit=dev`);
     }
     assert.deepEqual(needed.filter((f) => dockerignored(f, ignorePatterns)), [], '.dockerignore excludes needed files');
+  });
+
+  test('the cpu image holds the review console: the entry of npm run review, every module it imports, and the page assets it serves', () => {
+    const entry = /^tsx\s+(\S+\.ts)$/.exec(pkg.scripts.review ?? '')?.[1];
+    assert.equal(entry, 'src/review/main.ts', `npm run review: ${pkg.scripts.review}`);
+    // app.ts serves src/review/static/ (read at run time, not imported); the layout links these.
+    const staticDir = path.join(REPO_ROOT, 'src', 'review', 'static');
+    const assets = readdirSync(staticDir).map((f) => `src/review/static/${f}`);
+    const layout = readFileSync(path.join(REPO_ROOT, 'src', 'review', 'html.ts'), 'utf8');
+    const linked = [...layout.matchAll(/(?:href|src)="\/static\/([^"]+)"/g)].map((m) => `src/review/static/${m[1]}`);
+    assert.ok(linked.length >= 2, 'the layout links a stylesheet and a script');
+    for (const f of linked) assert.ok(assets.includes(f), `${f} is linked by the layout but missing`);
+    assert.match(readFileSync(path.join(REPO_ROOT, 'src', 'review', 'app.ts'), 'utf8'), /express\.static\(STATIC_DIR/);
+    const needed = [...importGraph(entry), ...importGraph('src/review/cli/hash-password.ts'), ...assets, 'package.json', 'configs/default.yaml'];
+    const sources = copySources(lineage(stages, 'cpu'));
+    assert.deepEqual(needed.filter((f) => !copied(f, sources)), [], 'cpu does not COPY these');
+    assert.deepEqual(needed.filter((f) => dockerignored(f, ignorePatterns)), [], '.dockerignore excludes these');
+    assert.match(dockerfile, /^#\s+.*wildlife-screening:cpu node --import tsx src\/review\/main\.ts$/m, 'the header shows how to run it');
+  });
+
+  test('the node_modules stages can compile better-sqlite3, and no final image carries the compilers', () => {
+    assert.ok(pkg.dependencies['better-sqlite3'], 'better-sqlite3 is a runtime dependency');
+    const installScript = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'node_modules', 'better-sqlite3', 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.install ?? '';
+    assert.match(installScript, /node-gyp/, 'its install script falls back to node-gyp');
+    const toolchain = /apt-get install\b(?=.*--no-install-recommends)(?=.*\bpython3\b)(?=.*\bmake\b)(?=.*\bg\+\+)/;
+    const builders = stages.filter((s) => s.instructions.some((i) => i.op === 'RUN' && /\bnpm ci\b/.test(i.args)) && /^node:/.test(s.from));
+    assert.deepEqual(builders.map((s) => s.name).sort(), ['deps', 'deps-gpu']);
+    for (const s of builders) {
+      const runs = s.instructions.filter((i) => i.op === 'RUN');
+      const tools = runs.findIndex((i) => toolchain.test(i.args));
+      assert.ok(tools >= 0 && tools < runs.findIndex((i) => /\bnpm ci\b/.test(i.args)), `${s.name} installs python3, make and g++ before npm ci`);
+      assert.match(runs[tools]!.args, /rm -rf \/var\/lib\/apt\/lists/, `${s.name} cleans the apt lists`);
+    }
+    for (const t of [...TARGETS, 'train-gpu']) {
+      const stage = stages.find((s) => s.name === t) as Stage;
+      // Final images take node_modules with COPY --from, never a whole builder stage as their base.
+      assert.ok(!builders.some((b) => b.name === stage.from), `${t} is not built FROM a stage with compilers`);
+      for (const i of stage.instructions.filter((x) => x.op === 'RUN')) assert.doesNotMatch(i.args, /\b(g\+\+|gcc|build-essential|make)\b/, `${t} installs a compiler`);
+    }
   });
 
   test('.dockerignore keeps local environments, data and non-runtime code out of the build context', () => {

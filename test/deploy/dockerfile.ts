@@ -82,13 +82,17 @@ export function dockerignored(file: string, patterns: string[]): boolean {
   return ignored;
 }
 
-/** An entry file (e.g. src/main.ts) and every local module it imports, transitively (.js specifiers → .ts files). */
+/**
+ * An entry file (e.g. src/main.ts) and every local module it imports, transitively (.js specifiers →
+ * .ts files). `import type …` / `export type … from` statements are left out: tsx erases them, so
+ * their modules are not loaded at run time.
+ */
 export function importGraph(entry: string): string[] {
   const seen = new Set<string>();
   const visit = (rel: string) => {
     if (seen.has(rel)) return;
     seen.add(rel);
-    const text = readFileSync(path.join(REPO_ROOT, rel), 'utf8');
+    const text = readFileSync(path.join(REPO_ROOT, rel), 'utf8').replace(/^\s*(?:import|export)\s+type\s[^;'"]*?from\s*['"][^'"]+['"];?/gm, '');
     for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g)) {
       let target = path.posix.normalize(path.posix.join(path.posix.dirname(rel), m[1] as string));
       if (target.endsWith('.js')) target = `${target.slice(0, -3)}.ts`;

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { describe, test } from 'node:test';
-import type { Resource } from './kustomize.js';
-import { OVERLAYS, render } from './manifests.js';
+import { renderKustomization, type Resource } from './kustomize.js';
+import { K8S_DIR, OVERLAYS, render } from './manifests.js';
 
 /**
  * Built-in kinds are validated against the Kubernetes OpenAPI schemas that the kubernetes-models
@@ -84,6 +85,23 @@ describe('kubernetes schemas', () => {
       assert.deepEqual(problems, []);
     });
   }
+
+  // The review console's own kustomization (k8s/review; its other checks: review-manifests.test.ts).
+  test('every resource of k8s/review validates against its Kubernetes or CRD schema', async () => {
+    const resources = renderKustomization(path.join(K8S_DIR, 'review'));
+    assert.ok(resources.length >= 7);
+    const problems: string[] = [];
+    for (const r of resources) {
+      const Model = await modelFor(r);
+      try {
+        new Model(r).validate();
+      } catch (err) {
+        problems.push(`${r.kind}/${r.metadata.name}: ${(err as Error).message}`);
+      }
+      problems.push(...structuralProblems(r));
+    }
+    assert.deepEqual(problems, []);
+  });
 
   test('the validators reject a malformed Deployment (the check can fail)', async () => {
     const d = structuredClone(render('cpu').find((r) => r.kind === 'Deployment') as Resource);

@@ -5,7 +5,9 @@
  * The exposition comes from the real service (real model, real HTTP /metrics). Kafka metrics are
  * registered only when Kafka is on, so their families are registered here on a second registry by
  * attaching a tiny event emitter that has the KafkaPipeline shape: it is not a Kafka stand-in, it
- * only lets the metric families exist so their names and labels can be checked.
+ * only lets the metric families exist so their names and labels can be checked. The review console's
+ * registry (createReviewMetrics) is built the same way, over shapes of its store and feed, for its
+ * own rules (k8s/review/prometheusrule.yaml).
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -14,26 +16,26 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { REPO_ROOT } from '../../src/config.js';
-import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { createMetrics, createReviewMetrics, type Metrics } from '../../src/metrics.js';
 import type { RunningServer } from '../../src/server.js';
 import type { KafkaEvents, KafkaPipeline, PipelineState } from '../../src/transport/kafka/pipeline.js';
+import type { ReviewFeed } from '../../src/transport/kafka/review-feed.js';
 import { jpegOf } from '../helpers/images.js';
 import { startTestServer } from '../helpers/server.js';
+import { extractSelectors, githubSlug } from './promql.js';
 
 const DASHBOARD_FILE = path.join(REPO_ROOT, 'k8s', 'dashboards', 'wildlife-screening.json');
-const RULES_FILE = path.join(REPO_ROOT, 'k8s', 'base', 'prometheusrule.yaml');
+const RULES_FILES = [path.join(REPO_ROOT, 'k8s', 'base', 'prometheusrule.yaml'), path.join(REPO_ROOT, 'k8s', 'review', 'prometheusrule.yaml')];
 const OPERATIONS_FILE = path.join(REPO_ROOT, 'docs', 'OPERATIONS.md');
 
 /** Labels Prometheus (via the ServiceMonitor) attaches to every scraped series. */
 const TARGET_LABELS = new Set(['namespace', 'pod', 'job', 'instance', 'service', 'container', 'endpoint']);
 /** Series Prometheus synthesises per target rather than reading from /metrics. */
 const SYNTHETIC_METRICS = new Map<string, string[]>([['up', []]]);
-const KEYWORDS = new Set(['and', 'or', 'unless', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'offset', 'bool', 'inf', 'nan']);
 /** Labels whose values form a fixed set the service emits: equality matchers on them must use one of those values. */
 const ENUMERATED_LABELS = new Set(['stage', 'lane', 'outcome', 'state', 'result', 'source', 'flagged']);
 
 interface Family { type: string; labels: Set<string>; values: Map<string, Set<string>> }
-interface Selector { metric: string; matchers: Array<{ label: string; op: string; value: string }> }
 interface Use { where: string; expr: string }
 
 /** `# TYPE` lines plus the label names and values of every sample line. */
@@ -75,42 +77,6 @@ function labelNamesOf(name: string, family: Family): Set<string> {
   return labels;
 }
 
-/**
- * Metric names and selectors of one PromQL expression. Label matchers are read first; then Grafana
- * variables, range/subquery brackets, grouping clauses and strings are taken out, and what is
- * left that is an identifier, not a keyword and not a function call is a metric name.
- */
-export function extractSelectors(expr: string): Selector[] {
-  let rest = expr;
-  const selectors: Selector[] = [];
-  rest = rest.replace(/([a-zA-Z_:][\w:]*)?\s*\{([^}]*)\}/g, (_all, metric: string | undefined, body: string) => {
-    const matchers = [...body.matchAll(/([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"/g)].map((m) => ({ label: m[1]!, op: m[2]!, value: m[3]! }));
-    const name = metric ?? matchers.find((m) => m.label === '__name__' && m.op === '=')?.value;
-    assert.ok(name, `selector without a metric name in: ${expr}`);
-    selectors.push({ metric: name, matchers: matchers.filter((m) => m.label !== '__name__') });
-    return ' __selector__ ';
-  });
-  rest = rest
-    .replace(/\$\{[^}]*\}|\$\w+/g, ' ')
-    .replace(/\[[^\]]*\]/g, ' ')
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ')
-    .replace(/"(?:[^"\\]|\\.)*"/g, ' ');
-  for (const m of rest.matchAll(/[a-zA-Z_:][\w:]*(?!\s*\()/g)) {
-    const word = m[0];
-    // The negative look-ahead can stop one character short of a function name; skip those.
-    const after = rest.slice(m.index! + word.length);
-    if (/^[\w:]/.test(after) || /^\s*\(/.test(after)) continue;
-    if (word === '__selector__' || KEYWORDS.has(word.toLowerCase())) continue;
-    if (/^\d/.test(word)) continue;
-    selectors.push({ metric: word, matchers: [] });
-  }
-  return selectors;
-}
-
-function githubSlug(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
-}
-
 /** A KafkaPipeline-shaped event emitter: lets attachKafka register its metric families. */
 class PipelineShape extends EventEmitter implements KafkaPipeline {
   current: PipelineState = 'running';
@@ -143,8 +109,8 @@ describe('the dashboard and alert rules against the real /metrics', () => {
   let kafkaMetrics: Metrics;
   const families = new Map<string, Family>();
   const dashboard = JSON.parse(readFileSync(DASHBOARD_FILE, 'utf8')) as Record<string, unknown> & { panels?: unknown[] };
-  const rules = parseYaml(readFileSync(RULES_FILE, 'utf8')) as { kind: string; spec: { groups: Array<{ name: string; rules: Rule[] }> } };
-  const allRules = rules.spec.groups.flatMap((g) => g.rules);
+  const ruleFiles = RULES_FILES.map((f) => parseYaml(readFileSync(f, 'utf8')) as { kind: string; spec: { groups: Array<{ name: string; rules: Rule[] }> } });
+  const allRules = ruleFiles.flatMap((rules) => rules.spec.groups.flatMap((g) => g.rules));
   const uses: Use[] = [
     ...dashboardExpressions(dashboard),
     ...allRules.map((r) => ({ where: `rule ${r.alert ?? r.record}`, expr: r.expr })),
@@ -172,8 +138,14 @@ describe('the dashboard and alert rules against the real /metrics', () => {
     pipeline.emitEvent('clientError', { kind: 'lag', error: new Error('example') });
     pipeline.emitEvent('state', { state: 'paused' });
     parseExposition(await kafkaMetrics.registry.metrics(), families);
+    // The review console's registry: its gauges read the store at scrape time, the feed's state is
+    // set for every state at once.
+    const reviewStore = Object.assign(new EventEmitter(), { backlog: () => ({ pending: 2, escalated: 1, oldestPendingAt: new Date(Date.now() - 60_000).toISOString() }), outboxSize: () => 0 });
+    const reviewFeed = Object.assign(new EventEmitter(), { state: () => 'running' }) as unknown as ReviewFeed;
+    const reviewRegistry = createReviewMetrics(reviewStore as never, reviewFeed);
+    parseExposition(await reviewRegistry.metrics(), families);
     // Label names straight from the registered metrics (covers label sets with no series yet).
-    for (const registry of [server.metrics.registry, kafkaMetrics.registry]) {
+    for (const registry of [server.metrics.registry, kafkaMetrics.registry, reviewRegistry]) {
       for (const metric of registry.getMetricsAsArray()) {
         const family = families.get((metric as unknown as { name: string }).name);
         for (const label of (metric as unknown as { labelNames?: readonly string[] }).labelNames ?? []) family?.labels.add(label);
@@ -184,8 +156,8 @@ describe('the dashboard and alert rules against the real /metrics', () => {
     await server?.close();
   });
 
-  test('the exposition holds the service, Kafka and process metric families the checks rely on', () => {
-    for (const name of ['wildlife_screening_stage_duration_seconds', 'wildlife_queue_depth', 'wildlife_model_info', 'wildlife_kafka_consumer_lag', 'wildlife_kafka_pipeline_state', 'wildlife_process_cpu_seconds_total']) {
+  test('the exposition holds the service, Kafka, review console and process metric families the checks rely on', () => {
+    for (const name of ['wildlife_screening_stage_duration_seconds', 'wildlife_queue_depth', 'wildlife_model_info', 'wildlife_kafka_consumer_lag', 'wildlife_kafka_pipeline_state', 'wildlife_review_oldest_pending_age_seconds', 'wildlife_review_outbox_size', 'wildlife_review_feed_state', 'wildlife_process_cpu_seconds_total']) {
       assert.ok(families.has(name), `${name} missing from the exposition`);
     }
     assert.equal(families.get('wildlife_screening_stage_duration_seconds')!.type, 'histogram');
@@ -248,7 +220,7 @@ describe('the dashboard and alert rules against the real /metrics', () => {
   });
 
   test('every alert has a severity label, a summary, a description and a runbook link to a heading of docs/OPERATIONS.md', () => {
-    assert.equal(rules.kind, 'PrometheusRule');
+    for (const rules of ruleFiles) assert.equal(rules.kind, 'PrometheusRule');
     const headings = new Set(readFileSync(OPERATIONS_FILE, 'utf8').split('\n').filter((l) => /^#{1,6} /.test(l)).map((l) => githubSlug(l.replace(/^#+ /, ''))));
     const alerts = allRules.filter((r) => r.alert);
     assert.ok(alerts.length >= 9, `only ${alerts.length} alerts`);

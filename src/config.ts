@@ -39,7 +39,7 @@ export interface ServiceConfig {
       accounts: Array<{ username: string; passwordHash: string; role: 'analyst' | 'lead' }>;
       proxy: { userHeader: string; roleHeader: string | null; leadValue: string; leads: string[] };
     };
-    sessionTtlSeconds: number; cookieSecure: boolean; undoWindowSeconds: number; pageSize: number;
+    sessionTtlSeconds: number; cookieSecure: boolean; trustProxy: boolean; metricsPort: number | null; undoWindowSeconds: number; pageSize: number;
     photos: { fetch: boolean; concurrency: number; maxAttempts: number };
     publishIntervalMs: number;
   };
@@ -96,7 +96,7 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
     modelDir: { type: ['string', 'null'], minLength: 1 }, sampleRate: rate, maxInFlight: { type: 'integer', minimum: 1, maximum: 64 },
     allowedRoots: { type: 'array', items: { type: 'string', minLength: 1 } },
   }),
-  review: section(['host', 'port', 'database', 'decisionsTopic', 'groupId', 'auth', 'sessionTtlSeconds', 'cookieSecure', 'undoWindowSeconds', 'pageSize', 'photos', 'publishIntervalMs'], {
+  review: section(['host', 'port', 'database', 'decisionsTopic', 'groupId', 'auth', 'sessionTtlSeconds', 'cookieSecure', 'trustProxy', 'metricsPort', 'undoWindowSeconds', 'pageSize', 'photos', 'publishIntervalMs'], {
     host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
     database: { type: 'string', minLength: 1 }, decisionsTopic: topicName, groupId: { type: 'string', minLength: 1 },
     auth: section(['mode', 'accounts', 'proxy'], {
@@ -114,7 +114,8 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
         leadValue: { type: 'string', minLength: 1 }, leads: { type: 'array', items: { type: 'string', minLength: 1 } },
       }),
     }),
-    sessionTtlSeconds: { type: 'integer', minimum: 60 }, cookieSecure: { type: 'boolean' },
+    sessionTtlSeconds: { type: 'integer', minimum: 60 }, cookieSecure: { type: 'boolean' }, trustProxy: { type: 'boolean' },
+    metricsPort: { type: ['integer', 'null'], minimum: 0, maximum: 65535 },
     undoWindowSeconds: { type: 'integer', minimum: 0 }, pageSize: { type: 'integer', minimum: 1, maximum: 200 },
     photos: section(['fetch', 'concurrency', 'maxAttempts'], { fetch: { type: 'boolean' }, concurrency: { type: 'integer', minimum: 1, maximum: 32 }, maxAttempts: { type: 'integer', minimum: 1, maximum: 20 } }),
     publishIntervalMs: posInt,
@@ -144,6 +145,7 @@ export function describeSchemaError(e: ErrorObject): string {
 
 const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 const number = (v: string) => (/^-?\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : v);
+const bool = (v: string) => (v === 'true' || v === 'on' ? true : v === 'false' || v === 'off' ? false : v);
 
 /**
  * Environment variable → config path and parser, and optionally keys of the same section that the
@@ -170,7 +172,9 @@ const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown, Rec
   REVIEW_HOST: ['review', 'host', String],
   REVIEW_PORT: ['review', 'port', number],
   REVIEW_DB: ['review', 'database', String],
-  REVIEW_COOKIE_SECURE: ['review', 'cookieSecure', (v) => (v === 'true' || v === 'on' ? true : v === 'false' || v === 'off' ? false : v)],
+  REVIEW_COOKIE_SECURE: ['review', 'cookieSecure', bool],
+  REVIEW_TRUST_PROXY: ['review', 'trustProxy', bool],
+  REVIEW_METRICS_PORT: ['review', 'metricsPort', number],
 };
 
 function deepFreeze<T>(value: T): T {
@@ -203,7 +207,13 @@ function readYaml(file: string): Record<string, Record<string, unknown>> {
  * configs/default.yaml, then CONFIG_FILE merged over it at every depth (so a deployment file names
  * only what it changes), then environment variables, then `overrides` (tests).
  */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Record<string, Record<string, unknown>> = {}): Readonly<ServiceConfig> {
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Record<string, Record<string, unknown>> = {},
+  /** Which process reads it: production rules that concern one process are checked for that one only. */
+  options: { component?: 'service' | 'review' } = {},
+): Readonly<ServiceConfig> {
+  const component = options.component ?? 'service';
   const file = env.CONFIG_FILE ? path.resolve(env.CONFIG_FILE) : DEFAULT_CONFIG_FILE;
   const raw = readYaml(DEFAULT_CONFIG_FILE);
   if (file !== DEFAULT_CONFIG_FILE) {
@@ -222,7 +232,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Reco
   const problems = validate(config) ? [] : [...new Set((validate.errors ?? []).map(describeSchemaError))];
   if (problems.length === 0) {
     const c = config as unknown as ServiceConfig;
-    if (c.production && c.auth.apiKeys.length === 0) problems.push('auth.apiKeys: NODE_ENV=production requires API keys (set API_KEYS)');
+    if (component === 'service' && c.production && c.auth.apiKeys.length === 0) problems.push('auth.apiKeys: NODE_ENV=production requires API keys (set API_KEYS)');
     for (const size of c.batching.preferredBatchSizes) {
       if (size > c.batching.maxBatchSize) problems.push(`batching.preferredBatchSizes: ${size} exceeds maxBatchSize ${c.batching.maxBatchSize}`);
     }
@@ -231,7 +241,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Reco
       const names = c.review.auth.accounts.map((a) => a.username.toLowerCase());
       for (const dup of new Set(names.filter((n, i) => names.indexOf(n) !== i))) problems.push(`review.auth.accounts: username "${dup}" appears more than once`);
     }
-    if (c.production && c.review.auth.mode === 'proxy' && !c.review.cookieSecure) problems.push('review.cookieSecure: NODE_ENV=production behind a proxy requires secure cookies (REVIEW_COOKIE_SECURE=true)');
+    if (component === 'review' && c.production && c.review.auth.mode === 'proxy' && !c.review.cookieSecure) problems.push('review.cookieSecure: NODE_ENV=production behind a proxy requires secure cookies (REVIEW_COOKIE_SECURE=true)');
     if (c.kafka.highWater > c.batching.maxQueueSize) problems.push(`kafka.highWater: must not exceed batching.maxQueueSize (${c.batching.maxQueueSize})`);
   }
   if (problems.length) throw new ConfigError(problems, `${path.relative(process.cwd(), file) || file} + environment`);

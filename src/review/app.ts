@@ -29,8 +29,8 @@ export interface ReviewAppDeps {
   store: ReviewStore;
   auth: ReviewAuth;
   photos: PhotoKeeper;
-  /** Prometheus registry for GET /metrics. */
-  metrics: Registry;
+  /** Prometheus registry for GET /metrics; null when review.metricsPort serves it on a port of its own. */
+  metrics: Registry | null;
   /** Whether the Kafka feed is connected (for /readyz); a console without Kafka passes () => true. */
   feedReady: () => boolean;
   logger: Logger;
@@ -102,6 +102,16 @@ export function parseQueueQuery(query: Record<string, unknown>): { filter: Requi
   return { filter, keep, page, item, done };
 }
 
+export function metricsHandler(registry: Registry): express.RequestHandler {
+  return async (_req, res, next) => {
+    try {
+      res.type(registry.contentType).send(await registry.metrics());
+    } catch (err) {
+      next(err);
+    }
+  };
+}
+
 function itemId(raw: string | undefined): number {
   if (!raw || !/^\d{1,12}$/.test(raw)) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${JSON.stringify(raw ?? '')}.`);
   return Number(raw);
@@ -132,7 +142,9 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
   const { config, store, auth, photos } = deps;
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', config.auth.mode === 'proxy');
+  // Behind a proxy the client's address (sign-in throttling) and https (the CSRF origin check) come
+  // from X-Forwarded-*; trusting those headers without a proxy would let clients forge them.
+  app.set('trust proxy', config.auth.mode === 'proxy' || config.trustProxy);
   app.use(helmet({
     contentSecurityPolicy: {
       useDefaults: false,
@@ -163,13 +175,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     const kafka = deps.feedReady();
     res.status(db ? 200 : 503).json({ status: db ? 'ready' : 'not_ready', database: db, kafka });
   });
-  app.get('/metrics', async (_req, res, next) => {
-    try {
-      res.type(deps.metrics.contentType).send(await deps.metrics.metrics());
-    } catch (err) {
-      next(err);
-    }
-  });
+  if (deps.metrics) app.get('/metrics', metricsHandler(deps.metrics));
   app.use('/static', express.static(STATIC_DIR, { maxAge: '1h', index: false }));
 
   app.use(express.urlencoded({ extended: false, limit: '32kb' }));

@@ -203,14 +203,16 @@ function headerValue(headers: Headers, name: string): string | string[] | undefi
 }
 
 /**
- * The user the proxy names. Several values mean something upstream appended rather than replaced
- * the header, so none of them can be trusted.
+ * The user the proxy names. Several values (as an array, or joined with commas by Node) mean something
+ * upstream appended rather than replaced the header, so none of them can be trusted.
  */
 function proxyUsername(headers: Headers, header: string): string | null {
   const raw = headerValue(headers, header);
   const value = Array.isArray(raw) ? (raw.length === 1 ? raw[0] : undefined) : raw;
   const username = value?.trim();
-  return username && username.length <= 256 && !/[\u0000-\u001f\u007f]/.test(username) ? username : null;
+  // Node joins a repeated header into "a, b", so a comma is the only trace of a client-supplied
+  // value the proxy appended to instead of replacing; such a user is nobody.
+  return username && username.length <= 256 && !username.includes(',') && !/[\u0000-\u001f\u007f]/.test(username) ? username : null;
 }
 
 function proxyRole(proxy: ReviewConfig['auth']['proxy'], headers: Headers, username: string): Role {

@@ -9,7 +9,8 @@ import type { ServiceConfig } from '../config.js';
 import { createReviewMetrics } from '../metrics.js';
 import { createFetcher } from '../transport/fetcher.js';
 import { createReviewFeed, type ReviewFeed } from '../transport/kafka/review-feed.js';
-import { createReviewApp } from './app.js';
+import express from 'express';
+import { createReviewApp, metricsHandler } from './app.js';
 import { createReviewAuth } from './auth.js';
 import { openReviewDb, type ReviewDb } from './db.js';
 import { createPhotoKeeper } from './photos.js';
@@ -17,6 +18,7 @@ import { createReviewStore, type ReviewStore } from './store.js';
 
 export interface ReviewConsole {
   url: string;
+  metricsUrl: string;
   db: ReviewDb;
   store: ReviewStore;
   feed: ReviewFeed | null;
@@ -55,18 +57,28 @@ export async function startReviewConsole(config: Readonly<ServiceConfig>, option
     })
     : null;
   const metrics = createReviewMetrics(store, feed);
-  const app = createReviewApp({ config: rc, db, store, auth, photos, metrics, feedReady: () => feed?.ready() ?? true, logger });
+  const app = createReviewApp({ config: rc, db, store, auth, photos, metrics: rc.metricsPort === null ? metrics : null, feedReady: () => feed?.ready() ?? true, logger });
 
   const timers = [setInterval(() => photos.poke(), PHOTO_RETRY_MS), setInterval(() => auth.purgeExpired(), SESSION_PURGE_MS)];
   for (const t of timers) t.unref();
 
-  let server: Server;
+  const listen = (handler: express.Express, port: number) => new Promise<Server>((resolve, reject) => {
+    const s = handler.listen(port, rc.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  let server: Server | null = null;
+  let metricsServer: Server | null = null;
   try {
-    server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(rc.port, rc.host, () => resolve(s));
-      s.once('error', reject);
-    });
+    server = await listen(app, rc.port);
+    if (rc.metricsPort !== null) {
+      // Prometheus reaches this port only, so a NetworkPolicy can keep it off the console's pages.
+      const ops = express();
+      ops.disable('x-powered-by');
+      ops.get('/metrics', metricsHandler(metrics));
+      metricsServer = await listen(ops, rc.metricsPort);
+    }
   } catch (err) {
+    server?.close();
     for (const t of timers) clearInterval(t);
     await photos.close();
     db.close();
@@ -75,21 +87,31 @@ export async function startReviewConsole(config: Readonly<ServiceConfig>, option
   photos.poke(); // items ingested by an earlier run whose photos are still missing
 
   // Analysts can work from the database while Kafka is unreachable, so the console listens first
-  // and keeps trying to join Kafka in the background.
+  // and keeps (re)joining Kafka in the background, whether the first start failed or a running
+  // consumer was given up by kafkajs later.
   let closed = false;
   let retry: NodeJS.Timeout | null = null;
-  const feedStarted = feed
-    ? new Promise<void>((resolve) => {
-      const attempt = (delayMs: number) => {
-        if (closed) return resolve();
-        feed.start().then(resolve, (err: Error) => {
-          logger.error({ err, retryInMs: delayMs }, 'could not join Kafka; the console serves its database meanwhile');
-          retry = setTimeout(() => attempt(Math.min(delayMs * 2, FEED_RETRY_MAX_MS)), delayMs);
-        });
-      };
-      attempt(FEED_RETRY_MS);
-    })
-    : Promise.resolve();
+  let delayMs = FEED_RETRY_MS;
+  let joined: () => void = () => undefined;
+  const feedStarted = new Promise<void>((resolve) => {
+    joined = resolve;
+  });
+  const attempt = () => {
+    retry = null;
+    if (closed || !feed) return joined();
+    feed.start().then(() => {
+      delayMs = FEED_RETRY_MS;
+      joined();
+    }, () => undefined); // the 'failed' state below schedules the next attempt
+  };
+  feed?.on('state', ({ state }) => {
+    if (state !== 'failed' || closed || retry) return;
+    logger.error({ retryInMs: delayMs }, 'the Kafka feed is down; the console serves its database meanwhile');
+    retry = setTimeout(attempt, delayMs);
+    delayMs = Math.min(delayMs * 2, FEED_RETRY_MAX_MS);
+  });
+  attempt();
+
   const { port } = server.address() as AddressInfo;
   const host = rc.host.includes(':') ? `[${rc.host}]` : rc.host === '0.0.0.0' ? '127.0.0.1' : rc.host;
 
@@ -97,11 +119,12 @@ export async function startReviewConsole(config: Readonly<ServiceConfig>, option
   const close = () => (closing ??= (async () => {
     closed = true;
     if (retry) clearTimeout(retry);
+    joined();
     for (const t of timers) clearInterval(t);
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeIdleConnections();
-    });
+    await Promise.all([server, metricsServer].map((s) => s && new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeIdleConnections();
+    })));
     try {
       await feed?.stop();
     } finally {
@@ -109,5 +132,6 @@ export async function startReviewConsole(config: Readonly<ServiceConfig>, option
       db.close();
     }
   })());
-  return { url: `http://${host}:${port}`, db, store, feed, feedStarted, close };
+  const metricsUrl = metricsServer ? `http://${host}:${(metricsServer.address() as AddressInfo).port}/metrics` : `http://${host}:${port}/metrics`;
+  return { url: `http://${host}:${port}`, metricsUrl, db, store, feed, feedStarted, close };
 }

@@ -16,7 +16,7 @@ function fail(message: string, code = 2): never {
 
 let config;
 try {
-  config = loadConfig();
+  config = loadConfig(process.env, {}, { component: 'review' });
 } catch (err) {
   if (err instanceof ConfigError) fail(err.message);
   throw err;

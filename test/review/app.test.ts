@@ -209,6 +209,32 @@ const photoAttempt = (h: Harness, digest: string) => h.console.db.prepare('SELEC
 // ---------------------------------------------------------------------------------------------
 
 describe('review console: signing in and the open endpoints', () => {
+  test('behind a TLS-terminating proxy, trustProxy lets a form posted from the https origin pass the origin check', async (t) => {
+    const signInFrom = async (h: Harness) => {
+      const page = await fetch(`${h.base}/login`, { headers: HTML });
+      const loginCsrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())![1]!;
+      const cookie = cookiePair(findCookie(page, 'review_login_csrf')!);
+      const host = new URL(h.base).host;
+      return fetch(`${h.base}/login`, {
+        method: 'POST', redirect: 'manual',
+        headers: { ...HTML, cookie, origin: `https://${host}`, 'x-forwarded-proto': 'https' },
+        body: new URLSearchParams({ _csrf: loginCsrf, next: '/', username: 'ana', password: PASSWORDS.ana }),
+      });
+    };
+    assert.equal((await signInFrom(await startConsole(t))).status, 403, 'without it, https://… is another origin than the http:// the console sees');
+    assert.equal((await signInFrom(await startConsole(t, { trustProxy: true }))).status, 303);
+  });
+
+  test('with a metrics port, /metrics is served there and not beside the pages', async (t) => {
+    const h = await startConsole(t, { metricsPort: 0 });
+    assert.notEqual(new URL(h.console.metricsUrl).port, new URL(h.base).port);
+    const metrics = await fetch(h.console.metricsUrl);
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /^wildlife_review_backlog\{status="pending"\} 0$/m);
+    const onUi = await fetch(`${h.base}/metrics`, { headers: JSON_ACCEPT });
+    assert.equal(onUi.status, 401, 'on the UI port it is just another page that needs a session');
+  });
+
   test('with Kafka unreachable the console still serves its database, and /readyz says Kafka is not joined', async (t) => {
     const h = await startConsole(t, {}, [`127.0.0.1:${await freePort()}`]);
     const id = ingest(h);

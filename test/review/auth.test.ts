@@ -197,6 +197,7 @@ describe('review sessions behind an SSO proxy', () => {
     assert.equal(role({ 'x-forwarded-user': 'kim' }), 'analyst');
     assert.equal(auth.proxySession({}, undefined), null, 'no header, no session');
     assert.equal(auth.proxySession({ 'x-forwarded-user': ['a', 'b'] }, undefined), null, 'an appended header is not trusted');
+    assert.equal(auth.proxySession({ 'x-forwarded-user': 'mallory, ana' }, undefined), null, 'a repeated header, joined by Node, is not trusted either');
   });
 
   test('the same proxy user reuses the session, a different one gets a new session and CSRF token', (t) => {

@@ -118,7 +118,7 @@ class Feed extends EventEmitter implements ReviewFeed {
     this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
       this.consumerUp = false;
       this.emit('clientError', { kind: 'consumer_crash', error: payload.error });
-      if (!payload.restart) this.setState('failed');
+      if (!payload.restart) void this.failAfterCrash();
     });
     this.producer.on(this.producer.events.CONNECT, () => { this.producerUp = true; });
     this.producer.on(this.producer.events.DISCONNECT, () => { this.producerUp = false; });
@@ -182,6 +182,17 @@ class Feed extends EventEmitter implements ReviewFeed {
     this.setState('running');
     // Decisions taken while the feed was down (or Kafka unreachable) go out first.
     void this.publishNow().catch(() => undefined);
+  }
+
+  /** kafkajs gave up on the consumer: release everything, so that a later start() begins afresh. */
+  private async failAfterCrash(): Promise<void> {
+    if (this.current !== 'running') return;
+    this.starting = null;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.options.store.off('decided', this.onDecided);
+    await Promise.allSettled([this.consumer.disconnect(), this.producer.disconnect(), this.admin.disconnect()]);
+    this.setState('failed');
   }
 
   private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {

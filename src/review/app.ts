@@ -16,7 +16,7 @@ import type { ReviewAuth } from './auth.js';
 import type { ReviewDb } from './db.js';
 import { layout, type NavTab } from './html.js';
 import type { PhotoKeeper } from './photos.js';
-import { reviewStats } from './stats.js';
+import { MAX_STATS_DAYS, reviewStats } from './stats.js';
 import { renderStatsPage } from './stats-page.js';
 import type { QueueFilter, QueueSort, QueueStatus, ReviewStore } from './store.js';
 import { queueLink, renderAudit, renderQueue } from './views.js';
@@ -263,7 +263,9 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
   });
 
   app.get('/stats', (req, res) => {
-    const stats = reviewStats(deps.db);
+    const days = req.query.days === undefined ? undefined : Number(req.query.days);
+    if (days !== undefined && !(Number.isInteger(days) && days >= 1 && days <= MAX_STATS_DAYS)) throw new ScreeningError('REVIEW_FILTER_INVALID', `days: must be a whole number from 1 to ${MAX_STATS_DAYS}`);
+    const stats = reviewStats(deps.db, days === undefined ? {} : { days });
     if (!wantsHtml(req)) return void res.json(stats);
     page(res, 'Stats', 'stats', renderStatsPage(stats));
   });

@@ -87,9 +87,11 @@ function decisionForm(item: ItemDetail, m: QueuePageModel, next: string): SafeHt
     <fieldset><legend>Label to confirm <span class="muted">(keys 1–9)</span></legend>
     ${item.labelChoices.slice(0, 9).map((label, i) => html`<label class="choice"><input type="radio" name="label" value="${label}"${i === 0 ? html` checked` : ''} data-key="${i + 1}"> <kbd>${i + 1}</kbd> ${label}${flagged.has(label) ? '' : html` <span class="muted">(not flagged)</span>`}</label>`)}
     </fieldset>
-    <label>If rejecting, the true label <select name="correctLabel" id="correct-label"><option value="">not known / not wildlife</option>${item.labelChoices.map((l) => html`<option value="${l}">${l}</option>`)}</select></label>
+    <label>If rejecting, the true label <input type="text" name="correctLabel" id="correct-label" list="known-labels" maxlength="128" placeholder="not known / not wildlife"></label>
+    <datalist id="known-labels">${[...new Set([...item.labelChoices, ...m.facets.labels])].map((l) => html`<option value="${l}"></option>`)}</datalist>
     <label>Note <input type="text" name="note" maxlength="2000" id="note"></label>
     <div class="buttons">
+      <button type="submit" disabled hidden aria-hidden="true" tabindex="-1"></button><!-- the form's default button: Enter in a text field decides nothing -->
       <button type="submit" name="verdict" value="confirmed" id="confirm" class="confirm">Confirm illegal <kbd>c</kbd></button>
       <button type="submit" name="verdict" value="rejected" id="reject" class="reject">Reject: false positive <kbd>r</kbd></button>
       ${item.status === 'pending' ? html`<button type="submit" name="verdict" value="escalated" id="escalate" class="escalate">Escalate to a lead <kbd>e</kbd></button>` : ''}
@@ -135,7 +137,7 @@ export function renderQueue(m: QueuePageModel, nav: { prev: string | null; next:
   </div>
   <form method="post" action="/undo" id="undo-form" class="undo"><input type="hidden" name="_csrf" value="${m.csrf}"><input type="hidden" name="next" value="${nav.afterDecision}">
     <button type="submit" id="undo">Undo my last decision <kbd>u</kbd></button></form>
-  <aside class="keys" id="keys"><h2>Keys</h2><p><kbd>j</kbd>/<kbd>k</kbd> next/previous · <kbd>1</kbd>–<kbd>9</kbd> pick the label · <kbd>c</kbd> confirm · <kbd>r</kbd> reject · <kbd>e</kbd> escalate · <kbd>u</kbd> undo · <kbd>/</kbd> filter by label · <kbd>o</kbd> open the listing</p></aside>`;
+  <aside class="keys" id="keys"><h2>Keys</h2><p><kbd>j</kbd>/<kbd>k</kbd> next/previous · <kbd>1</kbd>–<kbd>9</kbd> pick the label · <kbd>c</kbd> confirm · <kbd>r</kbd> reject · <kbd>t</kbd> type the true label, then <kbd>Enter</kbd> to reject with it · <kbd>e</kbd> escalate · <kbd>u</kbd> undo · <kbd>/</kbd> filter by label · <kbd>o</kbd> open the listing</p></aside>`;
 }
 
 export function renderAudit(entries: DecisionRecord[], analyst: string | null): SafeHtml {

@@ -19,6 +19,11 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (typing(document.activeElement)) {
       if (event.key === 'Escape') document.activeElement.blur();
+      // Typing the true label and pressing Enter means "reject with this label".
+      if (event.key === 'Enter' && document.activeElement.id === 'correct-label') {
+        event.preventDefault();
+        press('reject');
+      }
       return;
     }
     var key = event.key;
@@ -26,6 +31,7 @@
     else if (key === 'k' || key === 'ArrowUp') go('prev-item');
     else if (key === 'c') press('confirm');
     else if (key === 'r') press('reject');
+    else if (key === 't') { var correct = byId('correct-label'); if (correct) correct.focus(); }
     else if (key === 'e') press('escalate');
     else if (key === 'u') press('undo');
     else if (key === 'o') { var listing = byId('listing-link'); if (listing) window.open(listing.href, '_blank', 'noopener,noreferrer'); }

@@ -41,7 +41,7 @@ async function until<T>(what: string, probe: () => T | undefined | null | false 
   }
 }
 
-test('an analyst signs in, sees a flagged listing from Kafka and confirms it with the keyboard; the decision reaches the topic and the audit log', { skip, timeout: 240_000 }, async () => {
+test('an analyst signs in, sees a flagged listing from Kafka and confirms it with the keyboard; the decision reaches the topic and the audit log; undo and a rejection with the true label follow', { skip, timeout: 240_000 }, async () => {
   assert.ok(CHROMIUM, 'CI must have Chromium: .ci/run installs it with apt');
   const brokers = await kafkaBrokers();
   const { topics, groupId } = uniqueTopics('review-e2e');
@@ -167,6 +167,15 @@ test('an analyst signs in, sees a flagged listing from Kafka and confirms it wit
     assert.equal(reopened!.verdict, 'reopened');
     assert.deepEqual(reopened!.previous, { verdict: 'confirmed', label: 'elephant_ivory' });
     assert.equal((console_.db.prepare('SELECT COUNT(*) AS n FROM decisions').get() as { n: number }).n, 2);
+
+    // The next listing is a false positive whose true label the analyst knows: t, type it, Enter.
+    await Promise.all([page.waitForURL(/item=/), page.keyboard.press('j')]);
+    assert.equal(await page.locator('#detail h1').textContent(), listings[1]!.title);
+    await page.keyboard.press('t');
+    await page.keyboard.type('bone_carving');
+    await Promise.all([page.waitForURL(/done=rejected/), page.keyboard.press('Enter')]);
+    const [, , rejected] = await until('the rejection on the decisions topic', () => received.length >= 3 && received);
+    assert.deepEqual([rejected!.decisionId, rejected!.verdict, rejected!.label, rejected!.correctLabel], [flagged[1]!.decisionId, 'rejected', 'elephant_ivory', 'bone_carving']);
   } finally {
     await browser?.close();
     await consumer.disconnect().catch(() => undefined);

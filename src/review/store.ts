@@ -213,30 +213,21 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
       where.push('status = @status');
       params.status = status;
     }
-    if (filter.label) {
-      where.push('id IN (SELECT item_id FROM reasons WHERE label = @label)');
-      params.label = filter.label;
-    }
-    if (filter.platform) {
-      where.push('platform = @platform');
-      params.platform = filter.platform;
-    }
-    if (filter.minScore !== undefined) {
-      where.push('top_score >= @minScore');
-      params.minScore = filter.minScore;
-    }
-    if (filter.maxScore !== undefined) {
-      where.push('top_score <= @maxScore');
-      params.maxScore = filter.maxScore;
-    }
-    // ISO strings of one format compare in time order; flagged_at comes from the service's toISOString().
-    if (filter.from) {
-      where.push('flagged_at >= @from');
-      params.from = filter.from;
-    }
-    if (filter.to) {
-      where.push('flagged_at < @to');
-      params.to = filter.to;
+    // Each filter is one SQL condition on a named parameter; flagged_at is one ISO form (see ingest),
+    // so text comparison is time order.
+    const conditions: Array<[keyof QueueFilter, string]> = [
+      ['label', 'id IN (SELECT item_id FROM reasons WHERE label = @label)'],
+      ['platform', 'platform = @platform'],
+      ['minScore', 'top_score >= @minScore'],
+      ['maxScore', 'top_score <= @maxScore'],
+      ['from', 'flagged_at >= @from'],
+      ['to', 'flagged_at < @to'],
+    ];
+    for (const [key, sql] of conditions) {
+      const value = filter[key];
+      if (value === undefined || value === '') continue;
+      where.push(sql);
+      params[key] = value;
     }
     const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
     const order = filter.sort === 'score' ? 'top_score DESC, flagged_at DESC, id DESC' : filter.sort === 'oldest' ? 'flagged_at ASC, id ASC' : 'flagged_at DESC, id DESC';

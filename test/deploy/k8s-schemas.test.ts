@@ -69,20 +69,25 @@ function structuralProblems(r: Resource): string[] {
   return problems;
 }
 
+/** Every schema and structural problem of the resources, one line each. */
+async function schemaProblems(resources: Iterable<Parameters<typeof modelFor>[0]>): Promise<string[]> {
+  const problems: string[] = [];
+  for (const r of resources) {
+    const Model = await modelFor(r);
+    try {
+      new Model(r).validate();
+    } catch (err) {
+      problems.push(`${r.kind}/${r.metadata.name}: ${(err as Error).message}`);
+    }
+    problems.push(...structuralProblems(r));
+  }
+  return problems;
+}
+
 describe('kubernetes schemas', () => {
   for (const overlay of OVERLAYS) {
     test(`every resource of the ${overlay} overlay validates against its Kubernetes or CRD schema`, async () => {
-      const problems: string[] = [];
-      for (const r of render(overlay)) {
-        const Model = await modelFor(r);
-        try {
-          new Model(r).validate();
-        } catch (err) {
-          problems.push(`${r.kind}/${r.metadata.name}: ${(err as Error).message}`);
-        }
-        problems.push(...structuralProblems(r));
-      }
-      assert.deepEqual(problems, []);
+      assert.deepEqual(await schemaProblems(render(overlay)), []);
     });
   }
 
@@ -90,17 +95,7 @@ describe('kubernetes schemas', () => {
   test('every resource of k8s/review validates against its Kubernetes or CRD schema', async () => {
     const resources = renderKustomization(path.join(K8S_DIR, 'review'));
     assert.ok(resources.length >= 7);
-    const problems: string[] = [];
-    for (const r of resources) {
-      const Model = await modelFor(r);
-      try {
-        new Model(r).validate();
-      } catch (err) {
-        problems.push(`${r.kind}/${r.metadata.name}: ${(err as Error).message}`);
-      }
-      problems.push(...structuralProblems(r));
-    }
-    assert.deepEqual(problems, []);
+    assert.deepEqual(await schemaProblems(resources), []);
   });
 
   test('the validators reject a malformed Deployment (the check can fail)', async () => {

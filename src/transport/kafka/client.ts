@@ -1,9 +1,11 @@
 /**
  * The one way the long-running Kafka components (the screening pipeline, the review-decisions
- * consumer) build their clients, so retry policy, logging and delivery settings cannot drift apart.
+ * consumer, the review console's feed) build their clients and consume, so retry policy, logging
+ * and delivery settings cannot drift apart.
  */
-import { Kafka, logLevel, Partitioners, type Consumer, type Producer } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
+import { deadLetterOf } from './messages.js';
 
 export function createKafkaClient(options: { clientId: string; brokers: readonly string[]; log: Logger }): Kafka {
   const { log } = options;
@@ -31,4 +33,67 @@ export function durableConsumer(kafka: Kafka, groupId: string): Consumer {
 /** Idempotent, acks=all, one request in flight: no duplicates or reordering from producer retries. */
 export function idempotentProducer(kafka: Kafka): Producer {
   return kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+}
+
+export interface MessagePosition { topic: string; partition: number; offset: string }
+
+export interface DurableBatchOptions<T> {
+  consumer: Consumer;
+  /** Sends dead letters; null: invalid messages are only reported. */
+  deadLetters: { producer: Producer; topic: string } | null;
+  parse(value: Buffer | null): { ok: true; message: T } | { ok: false; reason: string };
+  /** Makes one valid message durable. Throwing leaves its offset uncommitted: kafkajs fetches it again. */
+  keep(message: T, at: MessagePosition): unknown;
+  /** An invalid message, skipped (and dead-lettered when `deadLettered`). */
+  skip(at: MessagePosition & { reason: string; deadLettered: boolean }): void;
+  /** Commit at least this often within one fetched batch. */
+  commitEvery: number;
+}
+
+/**
+ * One kafkajs batch, at-least-once: each message is parsed and kept (durable when `keep` returns)
+ * or skipped with its reason, and only then is its offset committed, explicitly. Dead letters are
+ * acknowledged before the offsets that skipped them. The consumers of the flagged and the
+ * review-decision topics share it, so their delivery rules cannot drift apart.
+ */
+export async function consumeDurably<T>({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload, o: DurableBatchOptions<T>): Promise<void> {
+  const { topic, partition } = batch;
+  let done: string | null = null; // the last offset kept or skipped
+  let uncommitted = 0;
+  const letters: Array<{ key: string; value: string }> = [];
+  const commit = async () => {
+    if (done === null || uncommitted === 0) return;
+    if (letters.length) await o.deadLetters!.producer.send({ topic: o.deadLetters!.topic, acks: -1, messages: letters.splice(0) });
+    resolveOffset(done);
+    // The committed offset is the next one to read.
+    await o.consumer.commitOffsets([{ topic, partition, offset: (BigInt(done) + 1n).toString() }]);
+    uncommitted = 0;
+  };
+  try {
+    for (const message of batch.messages) {
+      // Stopping or rebalanced: what is not done is fetched again (by us or the new owner).
+      if (!isRunning() || isStale()) break;
+      const at = { topic, partition, offset: message.offset };
+      const parsed = o.parse(message.value);
+      if (parsed.ok) {
+        await o.keep(parsed.message, at);
+      } else {
+        if (o.deadLetters) {
+          letters.push({
+            key: message.key?.toString('utf8') ?? `${topic}/${partition}/${message.offset}`,
+            value: JSON.stringify(deadLetterOf({ code: 'MESSAGE_INVALID', reason: parsed.reason, retriable: false, attempts: 1, topic, partition, offset: message.offset, key: message.key, timestamp: message.timestamp, value: message.value })),
+          });
+        }
+        o.skip({ ...at, reason: parsed.reason, deadLettered: !!o.deadLetters });
+      }
+      done = message.offset;
+      uncommitted++;
+      if (uncommitted >= o.commitEvery) await commit();
+      await heartbeat();
+    }
+  } finally {
+    // Commit what is durable even when the loop was cut short (a stop, or `keep` failing on a later
+    // message); not after a rebalance: the partition is someone else's now, and keeping dedupes.
+    if (!isStale()) await commit();
+  }
 }

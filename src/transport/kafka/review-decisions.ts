@@ -12,8 +12,8 @@
 import { EventEmitter } from 'node:events';
 import { Kafka, type Admin, type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
-import { createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
-import { deadLetterOf, parseReviewDecision, REVIEW_DECISIONS_TOPIC, type ReviewDecision } from './messages.js';
+import { consumeDurably, createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
+import { parseReviewDecision, REVIEW_DECISIONS_TOPIC, type ReviewDecision } from './messages.js';
 
 export const DEFAULT_LABELS_GROUP_ID = 'wildlife-labels';
 
@@ -179,56 +179,28 @@ class ReviewConsumer extends EventEmitter implements ReviewDecisionConsumer {
     return run;
   }
 
-  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
-    const { topic, partition } = batch;
-    let done: string | null = null; // last offset whose decision is durable (or dead-lettered)
-    let uncommitted = 0;
-    const deadLetters: Array<{ key: string; value: string }> = [];
-    const commit = async () => {
-      if (done === null || uncommitted === 0) return;
-      if (deadLetters.length) {
-        await this.producer!.send({ topic: this.options.dlqTopic!, acks: -1, messages: deadLetters.splice(0) });
-      }
-      resolveOffset(done);
-      // Explicit commit, only of what the sink has made durable; the committed offset is the next to read.
-      await this.consumer.commitOffsets([{ topic, partition, offset: (BigInt(done) + 1n).toString() }]);
-      uncommitted = 0;
-    };
-    try {
-      for (const message of batch.messages) {
-        // Stopping or rebalanced: what is not done is fetched again (by us or the new owner).
-        if (!isRunning() || isStale()) break;
-        const parsed = parseReviewDecision(message.value);
-        if (parsed.ok) {
-          const result = await this.options.sink.append(parsed.message, { topic, partition, offset: message.offset, receivedAt: new Date() });
-          const duplicate = !!(result && typeof result === 'object' && (result as { duplicate?: unknown }).duplicate === true);
-          this.counters.appended++;
-          if (duplicate) this.counters.duplicates++;
-          this.sinceCompile++; // a duplicate changes the report's counts too
-          this.emit('appended', { topic, partition, offset: message.offset, decisionId: parsed.message.decisionId, duplicate });
-        } else {
-          this.counters.invalid++;
-          this.log.warn({ topic, partition, offset: message.offset, reason: parsed.reason }, 'invalid review decision skipped');
-          this.emit('invalid', { topic, partition, offset: message.offset, reason: parsed.reason });
-          if (this.producer) {
-            deadLetters.push({
-              key: message.key?.toString('utf8') ?? `${topic}/${partition}/${message.offset}`,
-              value: JSON.stringify(deadLetterOf({ code: 'MESSAGE_INVALID', reason: parsed.reason, retriable: false, attempts: 1, topic, partition, offset: message.offset, key: message.key, timestamp: message.timestamp, value: message.value })),
-            });
-            this.counters.deadLettered++;
-          }
-        }
-        done = message.offset;
-        uncommitted++;
-        if (uncommitted >= COMMIT_EVERY_MESSAGES) await commit();
+  private eachBatch(payload: EachBatchPayload): Promise<void> {
+    return consumeDurably(payload, {
+      consumer: this.consumer,
+      deadLetters: this.producer && this.options.dlqTopic ? { producer: this.producer, topic: this.options.dlqTopic } : null,
+      parse: parseReviewDecision,
+      commitEvery: COMMIT_EVERY_MESSAGES,
+      keep: async (decision, at) => {
+        const result = await this.options.sink.append(decision, { ...at, receivedAt: new Date() });
+        const duplicate = !!(result && typeof result === 'object' && (result as { duplicate?: unknown }).duplicate === true);
+        this.counters.appended++;
+        if (duplicate) this.counters.duplicates++;
+        this.sinceCompile++; // a duplicate changes the report's counts too
+        this.emit('appended', { ...at, decisionId: decision.decisionId, duplicate });
         if (this.sinceCompile >= (this.options.compileEvery ?? 100)) void this.compile().catch(() => undefined);
-        await heartbeat();
-      }
-    } finally {
-      // Commit what is durable even when the loop was cut short; not after a rebalance (the
-      // partition is someone else's now, and they will dedupe what they get again).
-      if (!isStale()) await commit();
-    }
+      },
+      skip: ({ reason, deadLettered, ...at }) => {
+        this.counters.invalid++;
+        if (deadLettered) this.counters.deadLettered++;
+        this.log.warn({ ...at, reason }, 'invalid review decision skipped');
+        this.emit('invalid', { ...at, reason });
+      },
+    });
   }
 
   async stop(): Promise<void> {

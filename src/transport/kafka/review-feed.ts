@@ -19,8 +19,8 @@ import { EventEmitter } from 'node:events';
 import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { OutboxEntry, ReviewStore } from '../../review/store.js';
-import { createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
-import { deadLetterOf, parseFlagged } from './messages.js';
+import { consumeDurably, createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
+import { parseFlagged } from './messages.js';
 
 export interface ReviewFeedOptions {
   brokers: readonly string[];
@@ -195,60 +195,34 @@ class Feed extends EventEmitter implements ReviewFeed {
     this.setState('failed');
   }
 
-  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
-    const { topic, partition } = batch;
-    let done: string | null = null; // last offset whose item is stored (or whose message was dead-lettered)
-    let uncommitted = 0;
-    const deadLetters: Array<{ key: string; value: string }> = [];
-    const commit = async () => {
-      if (done === null || uncommitted === 0) return;
-      if (deadLetters.length) await this.producer.send({ topic: this.options.dlqTopic!, acks: -1, messages: deadLetters.splice(0) });
-      resolveOffset(done);
-      // Explicit commit, only of what SQLite holds; the committed offset is the next to read.
-      await this.consumer.commitOffsets([{ topic, partition, offset: (BigInt(done) + 1n).toString() }]);
-      uncommitted = 0;
-    };
-    try {
-      for (const message of batch.messages) {
-        // Stopping or rebalanced: what is not done is fetched again (by us or the new owner).
-        if (!isRunning() || isStale()) break;
-        const parsed = parseFlagged(message.value);
-        if (parsed.ok) {
-          let result: ReturnType<ReviewFeedOptions['store']['ingest']>;
-          try {
-            result = this.options.store.ingest(parsed.message, { topic, partition, offset: message.offset });
-          } catch (error) {
-            // Thrown on to kafkajs: this offset stays uncommitted and unresolved, so it is fetched
-            // again after the consumer's back-off instead of being skipped.
-            this.log.error({ err: error, topic, partition, offset: message.offset, decisionId: parsed.message.decisionId }, 'storing a flagged decision failed; it will be read again');
-            this.emit('clientError', { kind: 'ingest', error: error as Error });
-            throw error;
-          }
-          if (result.outcome === 'added') this.counters.ingested++;
-          else this.counters.duplicates++;
-          this.emit('ingested', { outcome: result.outcome, itemId: result.itemId, decisionId: parsed.message.decisionId, topic, partition, offset: message.offset });
-        } else {
-          this.counters.invalid++;
-          this.log.warn({ topic, partition, offset: message.offset, reason: parsed.reason }, 'invalid flagged decision skipped');
-          this.emit('invalid', { topic, partition, offset: message.offset, reason: parsed.reason });
-          if (this.options.dlqTopic) {
-            deadLetters.push({
-              key: message.key?.toString('utf8') ?? `${topic}/${partition}/${message.offset}`,
-              value: JSON.stringify(deadLetterOf({ code: 'MESSAGE_INVALID', reason: parsed.reason, retriable: false, attempts: 1, topic, partition, offset: message.offset, key: message.key, timestamp: message.timestamp, value: message.value })),
-            });
-            this.counters.deadLettered++;
-          }
+  private eachBatch(payload: EachBatchPayload): Promise<void> {
+    return consumeDurably(payload, {
+      consumer: this.consumer,
+      deadLetters: this.options.dlqTopic ? { producer: this.producer, topic: this.options.dlqTopic } : null,
+      parse: parseFlagged,
+      commitEvery: COMMIT_EVERY_MESSAGES,
+      keep: (message, at) => {
+        let result: ReturnType<ReviewFeedOptions['store']['ingest']>;
+        try {
+          result = this.options.store.ingest(message, at);
+        } catch (error) {
+          // Thrown on to kafkajs: this offset stays uncommitted, so it is fetched again after the
+          // consumer's back-off instead of being skipped.
+          this.log.error({ err: error, ...at, decisionId: message.decisionId }, 'storing a flagged decision failed; it will be read again');
+          this.emit('clientError', { kind: 'ingest', error: error as Error });
+          throw error;
         }
-        done = message.offset;
-        uncommitted++;
-        if (uncommitted >= COMMIT_EVERY_MESSAGES) await commit();
-        await heartbeat();
-      }
-    } finally {
-      // Commit what is stored even when the loop was cut short (or ingest failed on a later
-      // message); not after a rebalance: the partition is someone else's now, and the store dedupes.
-      if (!isStale()) await commit();
-    }
+        if (result.outcome === 'added') this.counters.ingested++;
+        else this.counters.duplicates++;
+        this.emit('ingested', { outcome: result.outcome, itemId: result.itemId, decisionId: message.decisionId, ...at });
+      },
+      skip: ({ reason, deadLettered, ...at }) => {
+        this.counters.invalid++;
+        if (deadLettered) this.counters.deadLettered++;
+        this.log.warn({ ...at, reason }, 'invalid flagged decision skipped');
+        this.emit('invalid', { ...at, reason });
+      },
+    });
   }
 
   publishNow(): Promise<number> {

@@ -39,7 +39,7 @@ export interface ServiceConfig {
       accounts: Array<{ username: string; passwordHash: string; role: 'analyst' | 'lead' }>;
       proxy: { userHeader: string; roleHeader: string | null; leadValue: string; leads: string[] };
     };
-    sessionTtlSeconds: number; cookieSecure: boolean; trustProxy: boolean; metricsPort: number | null; undoWindowSeconds: number; pageSize: number;
+    sessionTtlSeconds: number; cookieSecure: boolean; trustProxy: number; metricsPort: number | null; undoWindowSeconds: number; pageSize: number;
     photos: { fetch: boolean; concurrency: number; maxAttempts: number };
     publishIntervalMs: number;
   };
@@ -114,7 +114,7 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
         leadValue: { type: 'string', minLength: 1 }, leads: { type: 'array', items: { type: 'string', minLength: 1 } },
       }),
     }),
-    sessionTtlSeconds: { type: 'integer', minimum: 60 }, cookieSecure: { type: 'boolean' }, trustProxy: { type: 'boolean' },
+    sessionTtlSeconds: { type: 'integer', minimum: 60 }, cookieSecure: { type: 'boolean' }, trustProxy: { type: 'integer', minimum: 0, maximum: 10 },
     metricsPort: { type: ['integer', 'null'], minimum: 0, maximum: 65535 },
     undoWindowSeconds: { type: 'integer', minimum: 0 }, pageSize: { type: 'integer', minimum: 1, maximum: 200 },
     photos: section(['fetch', 'concurrency', 'maxAttempts'], { fetch: { type: 'boolean' }, concurrency: { type: 'integer', minimum: 1, maximum: 32 }, maxAttempts: { type: 'integer', minimum: 1, maximum: 20 } }),
@@ -173,7 +173,7 @@ const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown, Rec
   REVIEW_PORT: ['review', 'port', number],
   REVIEW_DB: ['review', 'database', String],
   REVIEW_COOKIE_SECURE: ['review', 'cookieSecure', bool],
-  REVIEW_TRUST_PROXY: ['review', 'trustProxy', bool],
+  REVIEW_TRUST_PROXY: ['review', 'trustProxy', number],
   REVIEW_METRICS_PORT: ['review', 'metricsPort', number],
 };
 

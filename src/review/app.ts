@@ -142,9 +142,11 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
   const { config, store, auth, photos } = deps;
   const app = express();
   app.disable('x-powered-by');
-  // Behind a proxy the client's address (sign-in throttling) and https (the CSRF origin check) come
-  // from X-Forwarded-*; trusting those headers without a proxy would let clients forge them.
-  app.set('trust proxy', config.auth.mode === 'proxy' || config.trustProxy);
+  // Behind proxies the client's address (sign-in throttling) and https (the CSRF origin check) come
+  // from X-Forwarded-*. Only as many hops as there are proxies are believed: with `true`, the
+  // leftmost X-Forwarded-For entry, which a client can write itself, would key the throttle.
+  const hops = Math.max(config.trustProxy, config.auth.mode === 'proxy' ? 1 : 0);
+  app.set('trust proxy', hops > 0 ? hops : false);
   app.use(helmet({
     contentSecurityPolicy: {
       useDefaults: false,
@@ -199,7 +201,12 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     const session = sessionOf(res);
     const q = parseQueueQuery(req.query as Record<string, unknown>);
     const pageSize = config.pageSize;
-    const { items, total } = store.queue(q.filter, { limit: pageSize, offset: (q.page - 1) * pageSize });
+    let { items, total } = store.queue(q.filter, { limit: pageSize, offset: (q.page - 1) * pageSize });
+    if (items.length === 0 && total > 0) {
+      // Past the end (the last item of the last page was just decided): show the last page instead.
+      q.page = Math.ceil(total / pageSize);
+      ({ items, total } = store.queue(q.filter, { limit: pageSize, offset: (q.page - 1) * pageSize }));
+    }
     const wanted = q.item ?? items[0]?.id ?? null;
     const selected = wanted === null ? null : store.item(wanted);
     if (q.item !== null && !selected) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${q.item}.`);
@@ -210,7 +217,8 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     const next = at >= 0 ? link(items[at + 1]?.id) : link(items[0]?.id);
     // After deciding, the next item takes this one's place; at the end of the list, the previous one.
     const afterDecision = next ?? prev ?? queueLink(q.keep, { page: q.page > 1 ? q.page : null });
-    const model = { principal: { username: session.username, role: session.role }, csrf: session.csrf, filter: q.filter, query: q.keep, items, total, page: q.page, pageSize, selected, facets: store.facets(), undoWindowSeconds: config.undoWindowSeconds };
+    const principal = { username: session.username, role: session.role };
+    const model = { principal, undoable: store.undoable(principal), csrf: session.csrf, filter: q.filter, query: q.keep, items, total, page: q.page, pageSize, selected, facets: store.facets(), undoWindowSeconds: config.undoWindowSeconds };
     const nav: NavTab = q.filter.status === 'pending' ? 'queue' : q.filter.status === 'escalated' ? 'escalated' : q.filter.status === 'decided' ? 'decided' : null;
     // Own keys only: ?done=constructor must not print Object's source as the notice.
     const flash = q.done && Object.hasOwn(DONE_TEXT, q.done) ? { kind: 'ok' as const, text: `${DONE_TEXT[q.done]}${q.done === 'undone' ? '' : ' Press u to undo.'}` } : null;
@@ -256,7 +264,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
 
   app.post('/undo', (req, res) => {
     const session = sessionOf(res);
-    const decision = store.undo({ username: session.username, role: session.role });
+    const decision = store.undo({ username: session.username, role: session.role }, expectOf((req.body as Record<string, unknown> | undefined)?.expect) ?? null);
     // Back to the item that was undone, so the analyst can decide it again at once.
     if (wantsHtml(req)) return res.redirect(303, `/?item=${decision.itemId}&done=undone`);
     res.status(201).json({ decision });

@@ -98,6 +98,9 @@ export class LoginThrottledError extends ScreeningError {
   }
 }
 
+/** Sessions kept per user in proxy mode (one per browser the user signs in with, and then some). */
+export const PROXY_SESSIONS_PER_USER = 20;
+
 export const THROTTLE = { maxFailures: 5, windowMs: 15 * 60 * 1000, maxKeys: 10_000 } as const;
 
 /**
@@ -313,7 +316,12 @@ export function createReviewAuth(db: ReviewDb, config: ReviewConfig, options: { 
     if (row && token && row.username === username) return { token, session: toSession(withRole(row, role)), created: false };
     // Someone else's session in this browser: the cookie is about to be replaced, so nothing can reach it any more.
     if (row) statements.remove.run(row.id);
-    return { ...createSession(username, role), created: true };
+    const created = createSession(username, role);
+    // Requests that carry the proxy's header but not our SameSite=Strict cookie (cross-site
+    // subresources, scripts) each make a session: keep a user's newest few, so they cannot pile up.
+    db.prepare(`DELETE FROM sessions WHERE username = ? AND id NOT IN
+      (SELECT id FROM sessions WHERE username = ? ORDER BY created_at DESC, rowid DESC LIMIT ${PROXY_SESSIONS_PER_USER})`).run(username, username);
+    return { ...created, created: true };
   }
 
   function signOut(token: string | undefined): void {

@@ -110,6 +110,17 @@ const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> 
       CREATE INDEX sessions_expiry ON sessions (expires_at);
     `,
   },
+  {
+    version: 2,
+    name: 'the audit log refuses INSERT OR REPLACE over an existing decision',
+    // A REPLACE deletes the old row without firing DELETE triggers (recursive_triggers is off), so
+    // append-only needs its own guard on INSERT.
+    sql: `
+      CREATE TRIGGER decisions_no_replace BEFORE INSERT ON decisions
+        WHEN EXISTS (SELECT 1 FROM decisions WHERE id = NEW.id OR review_id = NEW.review_id)
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.at(-1)!.version;
@@ -132,9 +143,10 @@ export function openReviewDb(file: string): ReviewDb {
   }
   try {
     db.pragma('journal_mode = WAL');
-    // WAL + NORMAL is durable across process crashes; only an OS crash can lose the last commits,
-    // and those are at-least-once redelivered from Kafka (items) or re-entered (decisions).
-    db.pragma('synchronous = NORMAL');
+    // FULL, not NORMAL: under WAL + NORMAL a power loss can roll back the last commits, yet the feed
+    // commits an item's Kafka offset as soon as it is stored, and an analyst is told a decision is
+    // recorded. An fsync per commit costs little at review rates (docs/BENCHMARKS.md).
+    db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
     migrate(db);

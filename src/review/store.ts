@@ -102,8 +102,13 @@ export interface ReviewStore {
   queue(filter: QueueFilter, page?: { limit: number; offset: number }): { items: QueueItem[]; total: number };
   item(id: number): ItemDetail | null;
   decide(input: DecideInput): DecisionRecord;
-  /** Re-opens the principal's own latest decision if nobody decided after it and it is within the undo window. */
-  undo(principal: Principal): DecisionRecord;
+  /** The decision undo() would re-open now, if any: the principal's newest, still its item's latest, within the window. */
+  undoable(principal: Principal): DecisionRecord | null;
+  /**
+   * Re-opens that decision. `expectDecisionId` (the id the page showed) makes a repeated undo a
+   * REVIEW_CONFLICT instead of silently undoing the decision before it.
+   */
+  undo(principal: Principal, expectDecisionId?: number | null): DecisionRecord;
   /** A lead re-opens a decided or escalated item. */
   reopen(input: { itemId: number; principal: Principal; note?: string | null; expectLastDecisionId?: number | null }): DecisionRecord;
   audit(filter?: { analyst?: string; itemId?: number; limit?: number }): DecisionRecord[];
@@ -280,14 +285,22 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
     }, input.principal);
   }
 
-  undo(principal: Principal): DecisionRecord {
+  undoable(principal: Principal): DecisionRecord | null {
     const since = new Date(this.now().getTime() - this.options.undoWindowSeconds * 1000).toISOString();
     // Only the newest decision of the item can be undone, and only by its author: anything older was
     // already superseded, and somebody else's verdict is a lead's to re-open.
     const last = this.db.prepare(`SELECT d.* FROM decisions d JOIN items i ON i.id = d.item_id AND i.last_decision_id = d.id
       WHERE d.analyst = ? AND d.verdict != 'reopened' AND d.decided_at >= ? ORDER BY d.id DESC LIMIT 1`).get(principal.username, since) as DecisionRow | undefined;
+    return last ? toDecision(last) : null;
+  }
+
+  undo(principal: Principal, expectDecisionId?: number | null): DecisionRecord {
+    const last = this.undoable(principal);
     if (!last) throw new ScreeningError('REVIEW_NOTHING_TO_UNDO');
-    return this.reopenRow(last.item_id, last.id, principal, 'undo', true);
+    if (expectDecisionId !== undefined && expectDecisionId !== null && expectDecisionId !== last.id) {
+      throw new ScreeningError('REVIEW_CONFLICT', 'The decision this page offered to undo is no longer your latest (already undone?).');
+    }
+    return this.reopenRow(last.itemId, last.id, principal, 'undo', true);
   }
 
   reopen(input: { itemId: number; principal: Principal; note?: string | null; expectLastDecisionId?: number | null }): DecisionRecord {
@@ -303,11 +316,14 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
     return this.record(itemId, expect, (row) => {
       if (row.status === 'pending') throw new ScreeningError('REVIEW_NOT_PENDING', 'It is already pending.');
       let status: ItemStatus = 'pending';
+      let forgetFirstDecision = false;
       if (undo && row.last_decision_id) {
         const undone = this.decisionById.get(row.last_decision_id) as DecisionRow;
         if (undone.previous_verdict === 'escalated') status = 'escalated';
+        // An undone slip is not the item's time to decision; the decision that replaces it will be.
+        forgetFirstDecision = undone.decided_at === row.first_decided_at;
       }
-      return { verdict: 'reopened', label: row.label ?? row.top_label, correctLabel: null, note, status };
+      return { verdict: 'reopened', label: row.label ?? row.top_label, correctLabel: null, note, status, forgetFirstDecision };
     }, principal);
   }
 
@@ -315,7 +331,7 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
   private record(
     itemId: number,
     expect: number | null | undefined,
-    plan: (row: ItemRow) => { verdict: ReviewVerdict; label: string; correctLabel: string | null; note: string | null; status: ItemStatus },
+    plan: (row: ItemRow) => { verdict: ReviewVerdict; label: string; correctLabel: string | null; note: string | null; status: ItemStatus; forgetFirstDecision?: boolean },
     principal: Principal,
   ): DecisionRecord {
     let secondsToDecision: number | null = null;
@@ -339,8 +355,12 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
       });
       const decisionId = Number(info.lastInsertRowid);
       const terminal = p.verdict !== 'reopened';
-      if (terminal && row.first_decided_at === null) secondsToDecision = Math.max(0, (now.getTime() - Date.parse(row.flagged_at)) / 1000);
-      this.updateItem.run({ status: p.status, label: terminal ? p.label : null, decisionId, firstDecidedAt: terminal ? message.decidedAt : null, itemId });
+      // Time to decision runs from the flag to the first confirmation or rejection: an escalation
+      // hands the item on, it does not decide it.
+      const decides = p.verdict === 'confirmed' || p.verdict === 'rejected';
+      if (decides && row.first_decided_at === null) secondsToDecision = Math.max(0, (now.getTime() - Date.parse(row.flagged_at)) / 1000);
+      this.updateItem.run({ status: p.status, label: terminal ? p.label : null, decisionId, firstDecidedAt: decides ? message.decidedAt : null, itemId });
+      if (p.forgetFirstDecision) this.db.prepare('UPDATE items SET first_decided_at = NULL WHERE id = ?').run(itemId);
       return toDecision(this.decisionById.get(decisionId) as DecisionRow);
     });
     const decision = run.immediate();

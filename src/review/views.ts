@@ -18,6 +18,8 @@ export interface QueuePageModel {
   selected: ItemDetail | null;
   facets: { labels: string[]; platforms: string[] };
   undoWindowSeconds: number;
+  /** The principal's decision an undo would re-open now, if any. */
+  undoable: DecisionRecord | null;
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
@@ -135,8 +137,8 @@ export function renderQueue(m: QueuePageModel, nav: { prev: string | null; next:
     </div>
     ${m.selected ? detail(m.selected, m, nav.afterDecision) : ''}
   </div>
-  <form method="post" action="/undo" id="undo-form" class="undo"><input type="hidden" name="_csrf" value="${m.csrf}"><input type="hidden" name="next" value="${nav.afterDecision}">
-    <button type="submit" id="undo">Undo my last decision <kbd>u</kbd></button></form>
+  ${m.undoable ? html`<form method="post" action="/undo" id="undo-form" class="undo"><input type="hidden" name="_csrf" value="${m.csrf}"><input type="hidden" name="expect" value="${m.undoable.id}">
+    <button type="submit" id="undo">Undo my last decision (${m.undoable.verdict} ${m.undoable.label}, item ${m.undoable.itemId}) <kbd>u</kbd></button></form>` : ''}
   <aside class="keys" id="keys"><h2>Keys</h2><p><kbd>j</kbd>/<kbd>k</kbd> next/previous · <kbd>1</kbd>–<kbd>9</kbd> pick the label · <kbd>c</kbd> confirm · <kbd>r</kbd> reject · <kbd>t</kbd> type the true label, then <kbd>Enter</kbd> to reject with it · <kbd>e</kbd> escalate · <kbd>u</kbd> undo · <kbd>/</kbd> filter by label · <kbd>o</kbd> open the listing</p></aside>`;
 }
 

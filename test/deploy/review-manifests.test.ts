@@ -348,7 +348,7 @@ describe('the review console network policy and monitoring', () => {
     assert.deepEqual(proxy?.ports.map((p) => p.port), [port('http')], 'browsers (through the proxy) reach the pages');
     assert.deepEqual(prometheus?.ports.map((p) => p.port), [port('metrics')], 'Prometheus reaches the metrics port only');
     assert.equal(String(envOf(container).REVIEW_METRICS_PORT), String(port('metrics')), 'the console serves /metrics on that port');
-    assert.equal(envOf(container).REVIEW_TRUST_PROXY, 'true', 'behind the ingress the CSRF origin check sees https');
+    assert.equal(envOf(container).REVIEW_TRUST_PROXY, '1', 'one proxy hop: behind the ingress the CSRF origin check sees https');
     const egress = np.egress.flatMap((r) => r.ports.map((p) => `${p.port}/${p.protocol ?? 'TCP'}`));
     for (const want of ['53/UDP', '53/TCP', '9092/TCP', '443/TCP']) assert.ok(egress.includes(want), `egress ${want}`);
   });

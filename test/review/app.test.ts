@@ -222,7 +222,7 @@ describe('review console: signing in and the open endpoints', () => {
       });
     };
     assert.equal((await signInFrom(await startConsole(t))).status, 403, 'without it, https://… is another origin than the http:// the console sees');
-    assert.equal((await signInFrom(await startConsole(t, { trustProxy: true }))).status, 303);
+    assert.equal((await signInFrom(await startConsole(t, { trustProxy: 1 }))).status, 303);
   });
 
   test('with a metrics port, /metrics is served there and not beside the pages', async (t) => {
@@ -420,6 +420,36 @@ describe('review console: the queue', () => {
 });
 
 describe('review console: decisions', () => {
+  test('the undo button names the decision it undoes, so pressing it twice does not undo the one before', async (t) => {
+    const h = await startConsole(t);
+    const a = ingest(h);
+    const b = ingest(h);
+    const ana = await signIn(h, 'ana');
+    assert.equal((await jsonDecision(ana, a, { verdict: 'confirmed' })).status, 201);
+    assert.equal((await jsonDecision(ana, b, { verdict: 'rejected' })).status, 201);
+    const page = await (await ana.get('/?status=all')).text();
+    const expect = /<form method="post" action="\/undo"[\s\S]*?name="expect" value="(\d+)"/.exec(page)?.[1];
+    assert.ok(expect, 'the undo form carries the decision id');
+    assert.match(page, new RegExp(`Undo my last decision \\(rejected elephant_ivory, item ${b}\\)`));
+    const undo = () => ana.post('/undo', new URLSearchParams({ _csrf: ana.csrf, expect }));
+    assert.equal((await undo()).status, 303);
+    assert.equal((await undo()).status, 409, 'the second press is a conflict');
+    const statuses = (await queueJson(ana, '?status=all')).items.map((i) => [i.id, i.status]);
+    assert.deepEqual(statuses.sort(), [[a, 'confirmed'], [b, 'pending']].sort(), 'the first decision stands');
+  });
+
+  test('deciding the last item of the last page shows the page before, not an empty one', async (t) => {
+    const h = await startConsole(t, { pageSize: 2 });
+    const ids = [1, 2, 3, 4, 5].map(() => ingest(h));
+    const ana = await signIn(h, 'ana');
+    assert.equal((await jsonDecision(ana, ids[0]!, { verdict: 'confirmed' })).status, 201); // the oldest: alone on page 3 (newest first)
+    const res = await ana.get('/?page=3');
+    assert.equal(res.status, 200);
+    const html = await res.text();
+    assert.match(html, /page 2 of 2 · 4 items/);
+    assert.doesNotMatch(html, /Nothing to review here/);
+  });
+
   test('a decision posted from the form redirects to the next item with a done notice', async (t) => {
     const h = await startConsole(t);
     const second = ingest(h, { decidedAt: '2030-03-01T08:00:00.000Z' });
@@ -847,6 +877,6 @@ describe('review console: metrics', () => {
     assert.match(text, /^wildlife_review_backlog\{status="pending"\} 1$/m);
     assert.match(text, /^wildlife_review_backlog\{status="escalated"\} 1$/m);
     assert.match(text, /^wildlife_review_outbox_size 2$/m, 'without Kafka every decision waits in the outbox');
-    assert.match(text, /^wildlife_review_time_to_decision_seconds_count 2$/m);
+    assert.match(text, /^wildlife_review_time_to_decision_seconds_count 1$/m, "the confirmation only: an escalation hands the item on, it does not decide it");
   });
 });

@@ -8,7 +8,7 @@ import { before, describe, test, type TestContext } from 'node:test';
 import express from 'express';
 import { loadConfig, type ServiceConfig } from '../../src/config.js';
 import { isScreeningError } from '../../src/errors.js';
-import { createReviewAuth, hashPassword, LoginThrottledError, verifyPassword, type ReviewAuth } from '../../src/review/auth.js';
+import { createReviewAuth, hashPassword, LoginThrottledError, verifyPassword, type ReviewAuth, PROXY_SESSIONS_PER_USER } from '../../src/review/auth.js';
 import { authMiddleware, loginRouter, requireCsrf, requireLead, requireSession, reviewErrorHandler, safeNext } from '../../src/review/auth-http.js';
 import { openReviewDb, type ReviewDb } from '../../src/review/db.js';
 
@@ -212,6 +212,16 @@ describe('review sessions behind an SSO proxy', () => {
     assert.notEqual(other.session.csrf, first.session.csrf);
     assert.equal(auth.session(first.token), null, "the previous user's session is dropped");
     assert.equal((db.prepare('SELECT count(*) AS n FROM sessions').get() as { n: number }).n, 1);
+  });
+
+  test('cookieless requests through the proxy cannot pile up sessions: a user keeps the newest few', (t) => {
+    const { auth, db } = setup(t, proxy());
+    const tokens = Array.from({ length: PROXY_SESSIONS_PER_USER + 5 }, () => auth.proxySession({ 'x-forwarded-user': 'kim' }, undefined)!.token);
+    auth.proxySession({ 'x-forwarded-user': 'sam' }, undefined);
+    const count = (u: string) => (db.prepare('SELECT count(*) AS n FROM sessions WHERE username = ?').get(u) as { n: number }).n;
+    assert.deepEqual([count('kim'), count('sam')], [PROXY_SESSIONS_PER_USER, 1]);
+    assert.ok(auth.session(tokens.at(-1)), 'the newest session lives');
+    assert.equal(auth.session(tokens[0]), null, 'the oldest went');
   });
 
   test('in accounts mode the proxy header is ignored', (t) => {

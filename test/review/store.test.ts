@@ -30,11 +30,18 @@ function withStore(fn: (store: ReviewStore, db: ReviewDb, clock: { t: number }, 
 
 const code = (c: string) => (err: unknown) => isScreeningError(err) && err.code === c;
 
-test('a new database is migrated to the current schema version, and reopening it applies nothing twice', withStore((_s, db, _c, file) => {
-  assert.deepEqual(appliedMigrations(db).map((m) => m.version), [SCHEMA_VERSION]);
+test('a new database is migrated through every version in order, and reopening it applies nothing twice', withStore((_s, db, _c, file) => {
+  assert.deepEqual(appliedMigrations(db).map((m) => m.version), [1, 2]);
+  assert.equal(SCHEMA_VERSION, 2);
   const again = openReviewDb(file);
-  assert.equal(appliedMigrations(again).length, 1);
+  assert.equal(appliedMigrations(again).length, 2);
+  // A database an older build left at version 1 is brought forward on open.
+  again.exec("DROP TRIGGER decisions_no_replace; DELETE FROM schema_migrations WHERE version = 2");
   again.close();
+  const upgraded = openReviewDb(file);
+  assert.deepEqual(appliedMigrations(upgraded).map((m) => m.version), [1, 2]);
+  assert.ok(upgraded.prepare("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'decisions_no_replace'").get());
+  upgraded.close();
 }));
 
 test('a database from a newer build is refused instead of being half-understood', withStore((_s, db, _c, file) => {
@@ -148,8 +155,11 @@ test('an undo is a new reopened decision by its author, within the window, of th
   const first = store.decide({ itemId: a, verdict: 'confirmed', principal: ana });
   store.decide({ itemId: b, verdict: 'rejected', principal: ana });
   assert.throws(() => store.undo(bo), code('REVIEW_NOTHING_TO_UNDO'), "another analyst's decision is not theirs to undo");
-  const undone = store.undo(ana);
+  assert.equal(store.undoable(ana)?.itemId, b);
+  assert.throws(() => store.undo(ana, first.id), code('REVIEW_CONFLICT'), 'a page that offered another decision does not undo this one');
+  const undone = store.undo(ana, store.undoable(ana)!.id);
   assert.equal(undone.itemId, b, 'the latest decision is undone first');
+  assert.throws(() => store.undo(ana, store.audit({ itemId: b })[1]!.id), code('REVIEW_CONFLICT'), 'pressing undo twice does not undo the decision before it');
   assert.equal(undone.verdict, 'reopened');
   assert.deepEqual(undone.previous, { verdict: 'rejected', label: 'elephant_ivory' });
   assert.equal(undone.note, 'undo');
@@ -175,6 +185,14 @@ test('only a lead re-opens a decided item, and the time to decision counts the f
   assert.equal(times.length, 3);
   assert.equal(typeof times[0], 'number');
   assert.deepEqual(times.slice(1), [null, null]);
+  // An escalation hands the item on without deciding it; an undone slip does not count either.
+  const b = store.ingest(flaggedMessage()).itemId;
+  times.length = 0;
+  store.decide({ itemId: b, verdict: 'escalated', principal: ana });
+  store.decide({ itemId: b, verdict: 'confirmed', principal: lee });
+  store.undo(lee);
+  store.decide({ itemId: b, verdict: 'rejected', principal: lee });
+  assert.deepEqual(times.map((t) => typeof t), ['object', 'number', 'object', 'number'], 'escalated: null; confirmed: counted; undo: null; the real decision: counted again');
 }));
 
 test('the audit log refuses edits and deletions at the database level', withStore((store, db) => {
@@ -184,4 +202,8 @@ test('the audit log refuses edits and deletions at the database level', withStor
   assert.throws(() => db.prepare('DELETE FROM decisions WHERE id = ?').run(d.id), /append-only/);
   store.markPublished([d.id]);
   assert.throws(() => db.prepare('UPDATE decisions SET published_at = NULL WHERE id = ?').run(d.id), /append-only/);
+  // REPLACE deletes without firing DELETE triggers; the insert guard (migration 2) stops it.
+  assert.throws(() => db.prepare(`INSERT OR REPLACE INTO decisions (id, review_id, item_id, verdict, label, analyst, role, decided_at, message)
+    VALUES (?, 'forged', ?, 'rejected', 'x', 'mallory', 'lead', '2026-01-01T00:00:00.000Z', '{}')`).run(d.id, itemId), /append-only/);
+  assert.equal(store.audit()[0]!.analyst, 'ana');
 }));

@@ -16,7 +16,8 @@
   };
 
   document.addEventListener('keydown', function (event) {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    // A held key repeats; one press is one action (a repeated u would undo two decisions).
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     if (typing(document.activeElement)) {
       if (event.key === 'Escape') document.activeElement.blur();
       // Typing the true label and pressing Enter means "reject with this label".
@@ -44,12 +45,14 @@
     event.preventDefault();
   });
 
-  // One decision per click: a double press must not post twice (the second would be a conflict).
-  var form = byId('decide-form');
-  if (form) form.addEventListener('submit', function () {
-    setTimeout(function () {
-      Array.prototype.forEach.call(form.querySelectorAll('button'), function (b) { b.disabled = true; });
-    }, 0);
+  // One post per form: a double press must not post twice (the server refuses the second anyway).
+  ['decide-form', 'undo-form', 'reopen-form'].forEach(function (id) {
+    var form = byId(id);
+    if (form) form.addEventListener('submit', function () {
+      setTimeout(function () {
+        Array.prototype.forEach.call(form.querySelectorAll('button'), function (b) { b.disabled = true; });
+      }, 0);
+    });
   });
 
   var selected = document.querySelector('.card.selected');

@@ -44,8 +44,10 @@ export interface DurableBatchOptions<T> {
   parse(value: Buffer | null): { ok: true; message: T } | { ok: false; reason: string };
   /** Makes one valid message durable. Throwing leaves its offset uncommitted: kafkajs fetches it again. */
   keep(message: T, at: MessagePosition): unknown;
-  /** An invalid message, skipped (and dead-lettered when `deadLettered`). */
+  /** An invalid message, skipped (and queued for the DLQ when `deadLettered`). */
   skip(at: MessagePosition & { reason: string; deadLettered: boolean }): void;
+  /** Dead letters the DLQ acknowledged; counted here, not in skip(), so a redelivery after a failed send does not count twice. */
+  deadLettered?(count: number): void;
   /** Commit at least this often within one fetched batch. */
   commitEvery: number;
 }
@@ -63,7 +65,11 @@ export async function consumeDurably<T>({ batch, resolveOffset, heartbeat, isRun
   const letters: Array<{ key: string; value: string }> = [];
   const commit = async () => {
     if (done === null || uncommitted === 0) return;
-    if (letters.length) await o.deadLetters!.producer.send({ topic: o.deadLetters!.topic, acks: -1, messages: letters.splice(0) });
+    if (letters.length) {
+      const sent = letters.splice(0);
+      await o.deadLetters!.producer.send({ topic: o.deadLetters!.topic, acks: -1, messages: sent });
+      o.deadLettered?.(sent.length);
+    }
     resolveOffset(done);
     // The committed offset is the next one to read.
     await o.consumer.commitOffsets([{ topic, partition, offset: (BigInt(done) + 1n).toString() }]);

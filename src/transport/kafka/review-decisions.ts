@@ -194,9 +194,11 @@ class ReviewConsumer extends EventEmitter implements ReviewDecisionConsumer {
         this.emit('appended', { ...at, decisionId: decision.decisionId, duplicate });
         if (this.sinceCompile >= (this.options.compileEvery ?? 100)) void this.compile().catch(() => undefined);
       },
-      skip: ({ reason, deadLettered, ...at }) => {
+      deadLettered: (count) => {
+        this.counters.deadLettered += count;
+      },
+      skip: ({ reason, deadLettered: _queued, ...at }) => {
         this.counters.invalid++;
-        if (deadLettered) this.counters.deadLettered++;
         this.log.warn({ ...at, reason }, 'invalid review decision skipped');
         this.emit('invalid', { ...at, reason });
       },

@@ -216,9 +216,11 @@ class Feed extends EventEmitter implements ReviewFeed {
         else this.counters.duplicates++;
         this.emit('ingested', { outcome: result.outcome, itemId: result.itemId, decisionId: message.decisionId, ...at });
       },
-      skip: ({ reason, deadLettered, ...at }) => {
+      deadLettered: (count) => {
+        this.counters.deadLettered += count;
+      },
+      skip: ({ reason, deadLettered: _queued, ...at }) => {
         this.counters.invalid++;
-        if (deadLettered) this.counters.deadLettered++;
         this.log.warn({ ...at, reason }, 'invalid flagged decision skipped');
         this.emit('invalid', { ...at, reason });
       },

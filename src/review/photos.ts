@@ -106,7 +106,7 @@ class Keeper extends EventEmitter implements PhotoKeeper {
   }
 
   private async fetchAndStore(item: Wanted): Promise<Buffer> {
-    if (!item.image_url) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The photo was sent inline to the screening service, which does not keep it; only the listing link remains.');
+    if (!item.image_url) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The photo was sent inline and its flag did not carry it (over the inline limit, or a flag from an older screening service); only the listing link remains.');
     if (!this.o.fetcher) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'Fetching photos is switched off (review.photos.fetch).');
     try {
       const fetched = await this.o.fetcher.fetchImage(item.image_url);

@@ -792,6 +792,18 @@ describe('review console: photos', () => {
     await expectError(await ana.get(`/items/${id}/photo?size=thumb`, JSON_ACCEPT), 404, 'REVIEW_PHOTO_UNAVAILABLE');
   });
 
+  test('a photo that came inline with its flag is shown without any fetch', async (t) => {
+    const h = await startConsole(t, { photos: { fetch: false, concurrency: 2, maxAttempts: 5 } });
+    const original = readFileSync(FIXTURE);
+    const id = ingest(h, {}, (m) => {
+      m.image = { ...m.image, url: null, sha256: sha256(original), base64: original.toString('base64') };
+    });
+    const ana = await signIn(h, 'ana');
+    const res = await ana.get(`/items/${id}/photo`, { accept: 'image/*' });
+    assert.equal(res.status, 200);
+    assert.equal((await sharp(Buffer.from(await res.arrayBuffer())).metadata()).format, 'jpeg');
+  });
+
   test('an item whose image URL is null has no photo', async (t) => {
     const h = await startConsole(t);
     const id = ingestPhoto(h, null, sha256(Buffer.from('inline upload')));

@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { appliedMigrations, openReviewDb, SCHEMA_VERSION, type ReviewDb } from '../../src/review/db.js';
 import { createReviewStore, type ReviewStore } from '../../src/review/store.js';
 import { isScreeningError } from '../../src/errors.js';
+import { REPO_ROOT } from '../../src/config.js';
 import { checkReviewDecision } from '../../src/transport/kafka/messages.js';
 import { flaggedMessage } from '../helpers/review.js';
 
@@ -72,6 +74,23 @@ test('items, decisions and the audit log survive closing and reopening the datab
     reopened.close();
   }
   // withStore closes `db` again; better-sqlite3 allows closing twice.
+}));
+
+test('a photo that came inline with its flag is kept as the photo, not in the item, and only if it is the screened one', withStore((store, db) => {
+  const bytes = readFileSync(path.join(REPO_ROOT, 'test', 'fixtures', 'met', 'ivory_110245.jpg'));
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const message = flaggedMessage({ imageUrl: null });
+  message.image = { ...message.image, sha256, base64: bytes.toString('base64') };
+  const { itemId } = store.ingest(message);
+  const photo = db.prepare('SELECT content_type, bytes FROM photos WHERE sha256 = ?').get(sha256) as { content_type: string; bytes: Buffer };
+  assert.equal(photo.content_type, 'image/jpeg');
+  assert.ok(Buffer.from(photo.bytes).equals(bytes));
+  assert.equal(store.item(itemId)!.message.image.base64, undefined, 'the item keeps the decision, not a second copy of the bytes');
+
+  const forged = flaggedMessage({ imageUrl: null });
+  forged.image = { ...forged.image, base64: bytes.toString('base64') }; // bytes of another photo than the screened sha256
+  store.ingest(forged);
+  assert.equal((db.prepare('SELECT COUNT(*) AS n FROM photos').get() as { n: number }).n, 1);
 }));
 
 test('the queue filters by label, platform, score range and date, and sorts newest or highest score first', withStore((store) => {

@@ -14,6 +14,13 @@ export const DLQ_SCHEMA = 'images.dlq/v1';
 export const REVIEW_DECISION_SCHEMA = 'images.review-decisions/v1';
 /** Default topic of analysts' review decisions (produced by the review console, consumed into training labels). */
 export const REVIEW_DECISIONS_TOPIC = 'images.review-decisions';
+/**
+ * A photo that came inline is kept nowhere but in the crawled message, so its flag carries it to the
+ * review console, up to this many base64 characters (about 525 KB of image): with the decision's
+ * few KB that stays under Kafka's default 1 MiB record limit. Larger inline photos are flagged
+ * without their bytes.
+ */
+export const MAX_FLAGGED_INLINE_BASE64 = 700 * 1024;
 
 export interface Listing {
   url: string;
@@ -94,7 +101,11 @@ export interface Decision {
   inputId: string;
   flagged: boolean;
   listing: Listing;
-  image: { url: string | null; sha256: string; format: string; width: number; height: number; bytes: number };
+  image: {
+    url: string | null; sha256: string; format: string; width: number; height: number; bytes: number;
+    /** images.flagged only: a photo that came inline (imageBase64), up to MAX_FLAGGED_INLINE_BASE64. */
+    base64?: string;
+  };
   reasons: ScreenResult['reasons'];
   classifiers: ScreenResult['classifiers'];
   timings: ScreenResult['timings'] & { crawlToDecisionMs: number | null };
@@ -151,6 +162,7 @@ const FLAGGED = {
         width: { type: 'integer', minimum: 1 },
         height: { type: 'integer', minimum: 1 },
         bytes: { type: 'integer', minimum: 1 },
+        base64: { type: 'string', minLength: 1, maxLength: MAX_FLAGGED_INLINE_BASE64 },
       },
     },
     reasons: {

@@ -13,7 +13,7 @@ import type { ServiceConfig } from '../../config.js';
 import { isScreeningError } from '../../errors.js';
 import type { ScreeningService } from '../../screening/service.js';
 import { createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
-import { deadLetterOf, decisionOf, FLAGGED_SCHEMA, parseCrawled, type CrawledImage } from './messages.js';
+import { deadLetterOf, decisionOf, FLAGGED_SCHEMA, MAX_FLAGGED_INLINE_BASE64, parseCrawled, type CrawledImage } from './messages.js';
 
 export type KafkaSettings = ServiceConfig['kafka'];
 export type PipelineState = 'starting' | 'running' | 'paused' | 'stopping' | 'stopped' | 'failed';
@@ -209,7 +209,11 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
         const decidedAt = new Date();
         const decision = decisionOf(input, result, decidedAt);
         const outputs: Output[] = [{ topic: t.results, key: input.id, value: JSON.stringify(decision) }];
-        if (result.flagged) outputs.push({ topic: t.review, key: input.id, value: JSON.stringify({ ...decision, schema: FLAGGED_SCHEMA }) });
+        if (result.flagged) {
+          // An inline photo exists nowhere else: the flag carries it to the analysts' console.
+          const inline = input.imageBase64 !== undefined && input.imageBase64.length <= MAX_FLAGGED_INLINE_BASE64 ? { base64: input.imageBase64 } : {};
+          outputs.push({ topic: t.review, key: input.id, value: JSON.stringify({ ...decision, schema: FLAGGED_SCHEMA, image: { ...decision.image, ...inline } }) });
+        }
         return { outputs, outcome: result.flagged ? 'flagged' : 'screened', crawlToDecisionMs: decision.timings.crawlToDecisionMs };
       } catch (err) {
         if (isScreeningError(err, 'SHUTTING_DOWN') || this.current === 'stopping') return null;

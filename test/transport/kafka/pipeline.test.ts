@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { readPool } from '../../../src/screening/pool.js';
 import type { RunningServer } from '../../../src/server.js';
 import { collect, publish, type TopicCollector } from '../../../src/transport/kafka/tools.js';
+import { parseFlagged } from '../../../src/transport/kafka/messages.js';
 import { jpegOf } from '../../helpers/images.js';
 import { kafkaBrokers, uniqueTopics } from '../../helpers/kafka.js';
 import { startTestServer } from '../../helpers/server.js';
@@ -96,10 +97,15 @@ describe('the Kafka pipeline on a real broker', () => {
     }
     const flaggedIds = results.filter((d) => d.flagged).map((d) => d.inputId).sort();
     assert.deepEqual([...new Set(review.map((d) => d.inputId))].sort(), [...new Set(flaggedIds)].sort());
+    const sent = new Map(messages.filter((m) => !m.key.startsWith('p-')).map((m) => [m.key, JSON.parse(m.value as string) as { imageBase64?: string }]));
     for (const d of review) {
       assert.equal(d.schema, 'images.flagged/v1');
       assert.ok(d.reasons.length > 0 && d.reasons.every((r: any) => r.score >= r.threshold));
+      // A photo that came inline exists nowhere else, so the flag carries it to the review console.
+      assert.equal(d.image.base64, sent.get(d.inputId)?.imageBase64, `${d.inputId}: inline bytes ride with the flag, URL photos do not`);
+      assert.equal(parseFlagged(Buffer.from(JSON.stringify(d))).ok, true, 'the console accepts what the pipeline flags');
     }
+    assert.ok(review.some((d) => d.image.base64), 'some inline photo was flagged');
 
     assert.equal(dlq.get('p-notjson')?.code, 'MESSAGE_INVALID');
     assert.match(dlq.get('p-notjson')?.reason, /not JSON/);

@@ -158,7 +158,7 @@ const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown, Rec
   MODEL_DIRS: ['models', 'directories', list],
   EXECUTION_PROVIDER: ['models', 'executionProvider', String],
   INTRA_OP_THREADS: ['models', 'intraOpThreads', number],
-  BATCHING: ['batching', 'enabled', (v) => (v === 'on' || v === 'true' ? true : v === 'off' || v === 'false' ? false : v)],
+  BATCHING: ['batching', 'enabled', bool],
   MAX_BATCH_SIZE: ['batching', 'maxBatchSize', number],
   FETCH_ALLOWLIST: ['fetch', 'allowlist', list],
   LOG_LEVEL: ['logging', 'level', String],

@@ -192,7 +192,6 @@ export interface ReviewAuth {
   /** Proxy mode: the session for the proxy's user header, reusing the cookie's when it is theirs. */
   proxySession(headers: Headers, token: string | undefined): { token: string; session: ReviewSession; created: boolean } | null;
   signOut(token: string | undefined): void;
-  checkCsrf(session: ReviewSession, supplied: string | undefined): void;
   /** Deletes expired sessions; returns how many. */
   purgeExpired(): number;
 }
@@ -332,5 +331,5 @@ export function createReviewAuth(db: ReviewDb, config: ReviewConfig, options: { 
     return statements.purge.run(now().toISOString()).changes;
   }
 
-  return { mode, sessionTtlSeconds: config.sessionTtlSeconds, signIn, session, proxySession, signOut, checkCsrf, purgeExpired };
+  return { mode, sessionTtlSeconds: config.sessionTtlSeconds, signIn, session, proxySession, signOut, purgeExpired };
 }

@@ -22,8 +22,6 @@ export interface ReviewConsole {
   db: ReviewDb;
   store: ReviewStore;
   feed: ReviewFeed | null;
-  /** Settles once the feed has joined Kafka (at once without Kafka, or on close). */
-  feedStarted: Promise<void>;
   /** Stops taking requests, stops the feed (committing and publishing what it can), closes the database. */
   close(): Promise<void>;
 }
@@ -92,16 +90,11 @@ export async function startReviewConsole(config: Readonly<ServiceConfig>, option
   let closed = false;
   let retry: NodeJS.Timeout | null = null;
   let delayMs = FEED_RETRY_MS;
-  let joined: () => void = () => undefined;
-  const feedStarted = new Promise<void>((resolve) => {
-    joined = resolve;
-  });
   const attempt = () => {
     retry = null;
-    if (closed || !feed) return joined();
+    if (closed || !feed) return;
     feed.start().then(() => {
       delayMs = FEED_RETRY_MS;
-      joined();
     }, () => undefined); // the 'failed' state below schedules the next attempt
   };
   feed?.on('state', ({ state }) => {
@@ -119,7 +112,6 @@ export async function startReviewConsole(config: Readonly<ServiceConfig>, option
   const close = () => (closing ??= (async () => {
     closed = true;
     if (retry) clearTimeout(retry);
-    joined();
     for (const t of timers) clearInterval(t);
     await Promise.all([server, metricsServer].map((s) => s && new Promise<void>((resolve) => {
       s.close(() => resolve());
@@ -133,5 +125,5 @@ export async function startReviewConsole(config: Readonly<ServiceConfig>, option
     }
   })());
   const metricsUrl = metricsServer ? `http://${host}:${(metricsServer.address() as AddressInfo).port}/metrics` : `http://${host}:${port}/metrics`;
-  return { url: `http://${host}:${port}`, metricsUrl, db, store, feed, feedStarted, close };
+  return { url: `http://${host}:${port}`, metricsUrl, db, store, feed, close };
 }

@@ -40,6 +40,17 @@ export interface PhotoKeeper {
   close(): Promise<void>;
 }
 
+/**
+ * The one writer of the photos table: keeps `bytes` as the photo screened under `sha256` if they are
+ * that photo (an image whose sha256 matches); says whether they were. Fetched and inline photos alike.
+ */
+export function keepPhoto(db: ReviewDb, sha256: string, bytes: Buffer, storedAt: Date): boolean {
+  const contentType = sniffImageType(bytes);
+  if (!contentType || createHash('sha256').update(bytes).digest('hex') !== sha256) return false;
+  db.prepare('INSERT OR IGNORE INTO photos (sha256, content_type, bytes, stored_at) VALUES (?, ?, ?, ?)').run(sha256, contentType, bytes, storedAt.toISOString());
+  return true;
+}
+
 interface Wanted { id: number; image_url: string | null; image_sha256: string }
 
 class Keeper extends EventEmitter implements PhotoKeeper {
@@ -110,14 +121,11 @@ class Keeper extends EventEmitter implements PhotoKeeper {
     if (!this.o.fetcher) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'Fetching photos is switched off (review.photos.fetch).');
     try {
       const fetched = await this.o.fetcher.fetchImage(item.image_url);
-      const sha256 = createHash('sha256').update(fetched.bytes).digest('hex');
-      if (sha256 !== item.image_sha256) {
+      if (!keepPhoto(this.o.db, item.image_sha256, fetched.bytes, this.now())) {
         throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The photo at the listing URL changed since it was screened; showing it would mislead the review.');
       }
-      const type = sniffImageType(fetched.bytes) ?? fetched.contentType;
-      this.o.db.prepare('INSERT OR IGNORE INTO photos (sha256, content_type, bytes, stored_at) VALUES (?, ?, ?, ?)').run(sha256, type, fetched.bytes, this.now().toISOString());
-      this.o.db.prepare('DELETE FROM photo_attempts WHERE sha256 = ?').run(sha256);
-      this.emit('stored', { sha256, bytes: fetched.bytes.length });
+      this.o.db.prepare('DELETE FROM photo_attempts WHERE sha256 = ?').run(item.image_sha256);
+      this.emit('stored', { sha256: item.image_sha256, bytes: fetched.bytes.length });
       return fetched.bytes;
     } catch (err) {
       const code = err instanceof ScreeningError ? err.code : 'INTERNAL';

@@ -7,13 +7,13 @@
  * doubles as the outbox: the Kafka publisher sends rows whose published_at is null, in order. Nothing
  * is ever erased; an undo or a lead's re-open is a new "reopened" decision.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { ScreeningError } from '../errors.js';
-import { sniffImageType } from '../transport/fetcher.js';
 import { reviewDecisionOf, type Decision as FlaggedDecision, type ReviewDecision, type ReviewVerdict } from '../transport/kafka/messages.js';
 import type { ReviewDb } from './db.js';
 import type { Principal } from './html.js';
+import { keepPhoto } from './photos.js';
 
 export type ItemStatus = 'pending' | 'confirmed' | 'rejected' | 'escalated';
 export type QueueStatus = 'pending' | 'escalated' | 'decided' | 'all';
@@ -145,13 +145,6 @@ interface DecisionRow {
 
 const invalid = (why: string) => new ScreeningError('REVIEW_DECISION_INVALID', why);
 
-/** The bytes of an inline photo, if they are an image and the very one that was screened. */
-function inlinePhoto(base64: string, sha256: string): { bytes: Buffer; contentType: string } | null {
-  const bytes = Buffer.from(base64, 'base64');
-  const contentType = sniffImageType(bytes);
-  return contentType && createHash('sha256').update(bytes).digest('hex') === sha256 ? { bytes, contentType } : null;
-}
-
 function toDecision(r: DecisionRow): DecisionRecord {
   return {
     id: r.id, reviewId: r.review_id, itemId: r.item_id, verdict: r.verdict, label: r.label, correctLabel: r.correct_label, note: r.note,
@@ -170,7 +163,6 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
   private readonly insertDecision;
   private readonly updateItem;
   private readonly decisionById;
-  private readonly insertPhoto;
 
   constructor(private readonly db: ReviewDb, private readonly options: ReviewStoreOptions) {
     super();
@@ -187,14 +179,12 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
     this.updateItem = db.prepare(`UPDATE items SET status = @status, label = @label, last_decision_id = @decisionId,
       first_decided_at = COALESCE(first_decided_at, @firstDecidedAt) WHERE id = @itemId`);
     this.decisionById = db.prepare('SELECT * FROM decisions WHERE id = ?');
-    this.insertPhoto = db.prepare('INSERT OR IGNORE INTO photos (sha256, content_type, bytes, stored_at) VALUES (?, ?, ?, ?)');
   }
 
   ingest(message: FlaggedDecision, source?: { topic: string; partition: number; offset: string }) {
     // An inline photo is kept in the photos table (if it is the photo that was screened), not in the item's message.
     const { base64, ...image } = message.image;
     const flagged: FlaggedDecision = { ...message, image };
-    const photo = base64 ? inlinePhoto(base64, image.sha256) : null;
     const reasons = [...flagged.reasons].sort((a, b) => b.score - a.score);
     const top = reasons[0];
     // A flagged message always has a reason; should one arrive without, the classifier's best guess still identifies it.
@@ -210,7 +200,7 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
         modelName: classifier?.name ?? null, modelVersion: classifier?.version ?? null, message: JSON.stringify(flagged),
         source: source ? `${source.topic}/${source.partition}/${source.offset}` : null,
       });
-      if (photo) this.insertPhoto.run(image.sha256, photo.contentType, photo.bytes, this.now().toISOString());
+      if (base64) keepPhoto(this.db, image.sha256, Buffer.from(base64, 'base64'), this.now());
       if (info.changes === 0) {
         const existing = this.db.prepare('SELECT id FROM items WHERE decision_id = ?').get(flagged.decisionId) as { id: number };
         return { outcome: 'duplicate' as const, itemId: existing.id };

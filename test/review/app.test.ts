@@ -19,6 +19,7 @@ import { startReviewConsole, type ReviewConsole } from '../../src/review/console
 import type { Decision } from '../../src/transport/kafka/messages.js';
 import { flaggedMessage, type FlaggedOptions } from '../helpers/review.js';
 import { freePort } from '../helpers/ports.js';
+import { until } from '../helpers/wait.js';
 
 const PASSWORDS = { ana: 'ana-password-1', lee: 'lee-password-1' } as const;
 type User = keyof typeof PASSWORDS;
@@ -193,14 +194,6 @@ async function photoWithExif(): Promise<Buffer> {
 /** Ingests an item whose image URL and sha256 are the given ones. */
 function ingestPhoto(h: Harness, url: string | null, digest: string, o: FlaggedOptions = {}): number {
   return ingest(h, { ...o, imageUrl: url }, (m) => void (m.image.sha256 = digest));
-}
-
-async function waitFor(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > until) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 const storedPhoto = (h: Harness, digest: string) => h.console.db.prepare('SELECT bytes, content_type FROM photos WHERE sha256 = ?').get(digest) as { bytes: Buffer; content_type: string } | undefined;
@@ -769,7 +762,7 @@ describe('review console: photos', () => {
     const id = ingestPhoto(h, host.url, digest);
     const ana = await signIn(h, 'ana');
     // The background drain tries once when the item arrives; a view tries the second time.
-    for (let i = 0; i < 100 && !photoAttempt(h, digest); i++) await new Promise((r) => setTimeout(r, 50));
+    await until('the background attempt', () => photoAttempt(h, digest), { timeoutMs: 5000 });
     assert.equal(photoAttempt(h, digest)?.attempts, 1);
     await expectError(await ana.get(`/items/${id}/photo`, JSON_ACCEPT), 404, 'REVIEW_PHOTO_UNAVAILABLE');
     assert.equal(photoAttempt(h, digest)?.attempts, 2);
@@ -857,7 +850,7 @@ describe('review console: photos', () => {
     const idA = ingestPhoto(h, hostA.url, sha256(first));
     const idB = ingestPhoto(h, hostB.url, sha256(second));
     ingest(h); // no URL: nothing to fetch, and it must not hold the others up
-    await waitFor('both photos to be stored', () => !!storedPhoto(h, sha256(first)) && !!storedPhoto(h, sha256(second)));
+    await until('both photos to be stored', () => !!storedPhoto(h, sha256(first)) && !!storedPhoto(h, sha256(second)), { timeoutMs: 5000 });
     assert.equal(hostA.hits, 1);
     assert.equal(hostB.hits, 1);
     await hostA.close();

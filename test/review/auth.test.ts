@@ -8,7 +8,7 @@ import { before, describe, test, type TestContext } from 'node:test';
 import express from 'express';
 import { loadConfig, type ServiceConfig } from '../../src/config.js';
 import { isScreeningError } from '../../src/errors.js';
-import { createReviewAuth, hashPassword, LoginThrottledError, verifyPassword, type ReviewAuth, PROXY_SESSIONS_PER_USER } from '../../src/review/auth.js';
+import { checkCsrf, createReviewAuth, hashPassword, LoginThrottledError, verifyPassword, type ReviewAuth, PROXY_SESSIONS_PER_USER } from '../../src/review/auth.js';
 import { authMiddleware, loginRouter, requireCsrf, requireLead, requireSession, reviewErrorHandler, safeNext } from '../../src/review/auth-http.js';
 import { openReviewDb, type ReviewDb } from '../../src/review/db.js';
 
@@ -176,9 +176,9 @@ describe('review sign-in and sessions', () => {
     const a = (await auth.signIn('ana', PASSWORDS.ana, 'c')).session;
     const b = (await auth.signIn('lee', PASSWORDS.lee, 'c')).session;
     assert.notEqual(a.csrf, b.csrf);
-    assert.doesNotThrow(() => auth.checkCsrf(a, a.csrf));
+    assert.doesNotThrow(() => checkCsrf(a, a.csrf));
     for (const supplied of [undefined, '', b.csrf, a.csrf.slice(1)]) {
-      assert.throws(() => auth.checkCsrf(a, supplied), (err: unknown) => isScreeningError(err, 'REVIEW_CSRF_INVALID'));
+      assert.throws(() => checkCsrf(a, supplied), (err: unknown) => isScreeningError(err, 'REVIEW_CSRF_INVALID'));
     }
   });
 });

@@ -23,6 +23,7 @@ import { startReviewConsole, type ReviewConsole } from '../../src/review/console
 import { parseReviewDecision, type ReviewDecision } from '../../src/transport/kafka/messages.js';
 import { kafkaBrokers, uniqueTopics } from '../helpers/kafka.js';
 import { flaggedMessage } from '../helpers/review.js';
+import { until } from '../helpers/wait.js';
 
 const CHROMIUM = [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => p && existsSync(p));
 // CI installs Chromium (.ci/run); elsewhere a machine without it skips this one test, saying why.
@@ -30,16 +31,6 @@ const skip = !CHROMIUM && !process.env.CI ? 'Chromium is not installed (apt-get 
 
 const FIXTURES = path.join(REPO_ROOT, 'test', 'fixtures', 'met');
 const PHOTOS = ['ivory_110245.jpg', 'ivory_209842.jpg', 'non_ivory_36078.jpg', 'non_ivory_467372.jpg'];
-
-async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 test('an analyst signs in, sees a flagged listing from Kafka and confirms it with the keyboard; the decision reaches the topic and the audit log; undo and a rejection with the true label follow', { skip, timeout: 240_000 }, async () => {
   assert.ok(CHROMIUM, 'CI must have Chromium: .ci/run installs it with apt');
@@ -91,7 +82,7 @@ test('an analyst signs in, sees a flagged listing from Kafka and confirms it wit
     await producer.connect();
     // The screening pipeline's output, as it writes it: key = input id, value = the flagged decision.
     await producer.send({ topic: topics.review, messages: flagged.map((m) => ({ key: m.inputId, value: JSON.stringify(m) })) });
-    await until('the console to consume the flagged listings', () => console_!.store.queue({}).total === flagged.length);
+    await until('the console to consume the flagged listings', () => console_!.store.queue({}).total === flagged.length, { timeoutMs: 60_000 });
 
     browser = await chromium.launch({
       executablePath: CHROMIUM!, headless: true,
@@ -143,7 +134,7 @@ test('an analyst signs in, sees a flagged listing from Kafka and confirms it wit
         received.push(parsed.message);
       },
     });
-    const [decision] = await until('the decision on the decisions topic', () => received.length >= 1 && received);
+    const [decision] = await until('the decision on the decisions topic', () => received.length >= 1 && received, { timeoutMs: 60_000 });
     assert.equal(decision!.decisionId, newest.decisionId);
     assert.equal(decision!.verdict, 'confirmed');
     assert.equal(decision!.label, 'elephant_ivory');

@@ -9,6 +9,7 @@ import { openSessionCount } from '../../src/model/engine.js';
 import { readManifest, writeManifest } from '../../src/model/manifest.js';
 import { createScreeningService, type ScreeningEvents, type ScreeningService, type ScreenResult } from '../../src/screening/service.js';
 import { jpegOf } from '../helpers/images.js';
+import { until } from '../helpers/wait.js';
 import { copyModel } from '../helpers/models.js';
 import { TEST_MODEL_DIRS } from '../helpers/server.js';
 
@@ -47,10 +48,6 @@ async function screenEach(service: ScreeningService, photos: Buffer[]): Promise<
 
 /** What a client sees, minus what differs per request anyway. */
 const decision = (r: ScreenResult) => ({ sha256: r.sha256, flagged: r.flagged, reasons: r.reasons, classifiers: r.classifiers, image: r.image, cached: r.cached });
-
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
-}
 
 describe('shadow mode on live traffic', () => {
   let tmp: string;
@@ -257,7 +254,7 @@ describe('shadow candidates across reloads', () => {
 
   test('after a reload, a candidate that has become the primary model is cleared and its session released', async () => {
     const changes = recorder(service, 'shadowCandidate');
-    await until(() => openSessionCount() === 2);
+    await until('two open sessions', () => openSessionCount() === 2, { timeoutMs: 5000, intervalMs: 10 });
     assert.equal(openSessionCount(), 2, 'the primary and the candidate');
     const candidateSha = service.shadowStatus().candidate!.sha256;
     assert.notEqual(service.models()[0]!.sha256, candidateSha);
@@ -269,7 +266,7 @@ describe('shadow candidates across reloads', () => {
     assert.equal(change?.reason, 'promoted');
     assert.equal(change?.previous?.sha256, candidateSha);
     // The old primary generation retires when its last request is done; the candidate went at once.
-    await until(() => openSessionCount() === 1);
+    await until('one open session', () => openSessionCount() === 1, { timeoutMs: 5000, intervalMs: 10 });
     assert.equal(openSessionCount(), 1);
     const result = await service.screen({ bytes: await jpegOf('striped_skin', 96, 96, 12), source: 'http' });
     assert.equal(result.classifiers[0]!.version, '1.1.0');

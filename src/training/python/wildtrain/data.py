@@ -118,8 +118,10 @@ def center_crop(im: Image.Image, size: int) -> Image.Image:
     return im.crop((left, top, left + size, top + size))
 
 
-def to_chw(im: Image.Image, mean, std) -> np.ndarray:
-    arr = np.asarray(im, dtype=np.float32) / 255.0
+def to_chw(im: Image.Image, mean, std, pixel_scale: float = 255.0) -> np.ndarray:
+    """x = (pixel / pixel_scale - mean) / std: scale 255 with ImageNet mean/std (PaddleClas), or
+    scale 1 with mean 127 / std 128 (TensorFlow's EfficientNet-Lite), as the model.json says."""
+    arr = np.asarray(im, dtype=np.float32) / np.float32(pixel_scale)
     arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return arr.transpose(2, 0, 1).copy()
 

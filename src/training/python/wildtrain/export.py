@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 import paddle
 
-from .resnet_vd import build
+from .architectures import build
 from .weights import load_pretrained, read_pdparams
 
 OPSET = 13
@@ -66,6 +66,9 @@ def write_initial_weights(arch: str, class_num: int, seed: int, out: str) -> Non
     state = model.state_dict()
     branch_ends = set()
     for i, block in enumerate(model.blocks):
+        if hasattr(block, "project"):  # EfficientNet-Lite MBConv
+            branch_ends.add(f"blocks.{i}.project.bn.weight")
+            continue
         last = "conv2" if hasattr(block, "conv2") else "conv1"
         branch_ends.add(f"blocks.{i}.{last}.bn.weight")
     for name, tensor in state.items():

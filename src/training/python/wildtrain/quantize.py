@@ -19,8 +19,9 @@ from . import data as D
 
 
 class ImageCalibrationReader:
-    def __init__(self, input_name: str, paths: list[str], size: int, short: int, mean, std):
+    def __init__(self, input_name: str, paths: list[str], size: int, short: int, mean, std, pixel_scale: float):
         self.input_name, self.size, self.short, self.mean, self.std = input_name, size, short, mean, std
+        self.pixel_scale = pixel_scale
         self.paths = iter(paths)
         self.used = 0
 
@@ -31,7 +32,7 @@ class ImageCalibrationReader:
             except Exception:
                 continue  # unreadable calibration images are skipped: calibration needs only a sample
             self.used += 1
-            return {self.input_name: D.to_chw(im, self.mean, self.std)[None]}
+            return {self.input_name: D.to_chw(im, self.mean, self.std, self.pixel_scale)[None]}
         return None
 
     def rewind(self):  # required by some onnxruntime versions
@@ -75,7 +76,7 @@ def quantize_weights_int8(onnx_in: str, onnx_out: str) -> dict:
 
 
 def quantize_int8(onnx_in: str, onnx_out: str, paths: list[str], size: int, short: int, mean, std,
-                  count: int = 200, seed: int = 0) -> dict:
+                  count: int = 200, seed: int = 0, pixel_scale: float = 255.0) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -83,7 +84,7 @@ def quantize_int8(onnx_in: str, onnx_out: str, paths: list[str], size: int, shor
     sample = list(paths)
     random.Random(seed).shuffle(sample)
     input_name = onnx.load(onnx_in).graph.input[0].name
-    reader = ImageCalibrationReader(input_name, sample[:count], size, short, mean, std)
+    reader = ImageCalibrationReader(input_name, sample[:count], size, short, mean, std, pixel_scale)
     with tempfile.TemporaryDirectory() as tmp:
         prepared = os.path.join(tmp, "prepared.onnx")
         quant_pre_process(onnx_in, prepared, skip_symbolic_shape=True)

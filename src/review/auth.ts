@@ -7,8 +7,10 @@
 import { createHash, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { ServiceConfig } from '../config.js';
 import { ScreeningError } from '../errors.js';
+import type { Logger } from 'pino';
 import type { ReviewDb } from './db.js';
 import type { Principal } from './html.js';
+import { LoginThrottle, logLockout } from './throttle.js';
 
 export type ReviewConfig = ServiceConfig['review'];
 type Role = Principal['role'];
@@ -101,68 +103,6 @@ export class LoginThrottledError extends ScreeningError {
 /** Sessions kept per user in proxy mode (one per browser the user signs in with, and then some). */
 export const PROXY_SESSIONS_PER_USER = 20;
 
-export const THROTTLE = { maxFailures: 5, windowMs: 15 * 60 * 1000, maxKeys: 10_000 } as const;
-
-/**
- * Sliding window of recent failures per key (a username or a client address). Only the last
- * `maxFailures` timestamps per key are kept, and the number of keys is capped, so a flood of
- * made-up usernames cannot exhaust memory; under such a flood the oldest keys are forgotten first.
- */
-class LoginThrottle {
-  private readonly failures = new Map<string, number[]>();
-
-  constructor(private readonly now: () => number) {}
-
-  /** Seconds until every key has a free slot again; 0 when none is throttled. */
-  retryAfter(keys: string[]): number {
-    const now = this.now();
-    let wait = 0;
-    for (const key of keys) {
-      const recent = this.recent(key, now);
-      if (recent.length >= THROTTLE.maxFailures) wait = Math.max(wait, recent[0]! + THROTTLE.windowMs - now);
-    }
-    return Math.ceil(wait / 1000);
-  }
-
-  record(keys: string[]): void {
-    const now = this.now();
-    for (const key of keys) {
-      const recent = this.recent(key, now);
-      recent.push(now);
-      if (recent.length > THROTTLE.maxFailures) recent.shift();
-      this.failures.delete(key); // re-insert so Map order is least-recently-failed first
-      this.failures.set(key, recent);
-    }
-    this.evict(now);
-  }
-
-  forget(key: string): void {
-    this.failures.delete(key);
-  }
-
-  /** Takes back the newest failure of `key`, for an attempt that turned out to succeed. */
-  unrecord(key: string): void {
-    const recent = this.failures.get(key);
-    recent?.pop();
-    if (recent?.length === 0) this.failures.delete(key);
-  }
-
-  private recent(key: string, now: number): number[] {
-    return (this.failures.get(key) ?? []).filter((t) => t > now - THROTTLE.windowMs);
-  }
-
-  private evict(now: number): void {
-    if (this.failures.size <= THROTTLE.maxKeys) return;
-    for (const [key, times] of this.failures) {
-      if (times.at(-1)! <= now - THROTTLE.windowMs) this.failures.delete(key);
-    }
-    for (const key of this.failures.keys()) {
-      if (this.failures.size <= THROTTLE.maxKeys) break;
-      this.failures.delete(key);
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Sessions
 
@@ -225,12 +165,12 @@ function proxyRole(proxy: ReviewConfig['auth']['proxy'], headers: Headers, usern
   return values.includes(proxy.leadValue) ? 'lead' : 'analyst';
 }
 
-export function createReviewAuth(db: ReviewDb, config: ReviewConfig, options: { now?: () => Date } = {}): ReviewAuth {
+export function createReviewAuth(db: ReviewDb, config: ReviewConfig, options: { now?: () => Date; logger?: Logger } = {}): ReviewAuth {
   const now = options.now ?? (() => new Date());
   const { mode } = config.auth;
   const accounts = new Map(config.auth.accounts.map((a) => [a.username.toLowerCase(), a]));
   const dummyHash = dummyHashLike(config.auth.accounts[0]?.passwordHash);
-  const throttle = new LoginThrottle(() => now().getTime());
+  const throttle = new LoginThrottle(config.auth.throttle, () => now().getTime(), options.logger ? logLockout(options.logger) : undefined);
 
   const statements = {
     insert: db.prepare('INSERT INTO sessions (id, username, role, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -284,17 +224,18 @@ export function createReviewAuth(db: ReviewDb, config: ReviewConfig, options: { 
   async function signIn(username: string, password: string, clientKey: string): Promise<{ token: string; session: ReviewSession }> {
     if (mode !== 'accounts') throw new Error('signIn is only available in accounts mode; in proxy mode the proxy signs users in');
     const name = typeof username === 'string' ? username.trim() : '';
-    const keys = [`user:${name.toLowerCase()}`, `client:${clientKey}`];
-    const wait = throttle.retryAfter(keys);
+    // Keyed by the name as typed, whether or not it is an account, so that throttling says nothing about which names exist.
+    const key = name.toLowerCase();
+    const wait = throttle.retryAfter(key, clientKey);
     if (wait > 0) throw new LoginThrottledError(wait);
-    // Counted before the slow hash, so a burst of parallel guesses cannot all slip past the check.
-    throttle.record(keys);
-    const account = accounts.get(name.toLowerCase());
+    const attempt = throttle.begin(key, clientKey);
+    const account = accounts.get(key);
     const ok = await verifyPassword(typeof password === 'string' ? password : '', account?.passwordHash ?? dummyHash);
-    if (!account || !ok) throw new ScreeningError('REVIEW_LOGIN_FAILED');
-    throttle.forget(keys[0]!);
-    // Only this attempt is taken back for the client: its earlier failures may have been guesses at other accounts.
-    throttle.unrecord(keys[1]!);
+    if (!account || !ok) {
+      throttle.failed(attempt);
+      throw new ScreeningError('REVIEW_LOGIN_FAILED');
+    }
+    throttle.succeeded(attempt);
     return createSession(account.username, account.role);
   }
 

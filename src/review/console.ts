@@ -37,7 +37,7 @@ export async function startReviewConsole(config: Readonly<ServiceConfig>, option
   const rc = config.review;
   const db = openReviewDb(rc.database);
   const store = createReviewStore(db, { undoWindowSeconds: rc.undoWindowSeconds });
-  const auth = createReviewAuth(db, rc);
+  const auth = createReviewAuth(db, rc, { logger });
   const fetcher = rc.photos.fetch
     ? createFetcher({ timeoutMs: config.fetch.timeoutMs, maxBytes: config.fetch.maxBytes, maxRedirects: config.fetch.maxRedirects, allowlist: [...config.fetch.allowlist], userAgent: 'wildlife-trade-review-console/0.1' })
     : null;

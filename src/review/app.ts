@@ -16,6 +16,7 @@ import type { ReviewAuth } from './auth.js';
 import type { ReviewDb } from './db.js';
 import { layout, type NavTab } from './html.js';
 import type { PhotoKeeper } from './photos.js';
+import { RouteTable } from './routes.js';
 import { MAX_STATS_DAYS, reviewStats } from './stats.js';
 import { renderStatsPage } from './stats-page.js';
 import type { QueueFilter, QueueSort, QueueStatus, ReviewStore } from './store.js';
@@ -112,8 +113,8 @@ export function metricsHandler(registry: Registry): express.RequestHandler {
   };
 }
 
-function itemId(raw: string | undefined): number {
-  if (!raw || !/^\d{1,12}$/.test(raw)) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${JSON.stringify(raw ?? '')}.`);
+function itemId(raw: unknown): number {
+  if (typeof raw !== 'string' || !/^\d{1,12}$/.test(raw)) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${JSON.stringify(raw ?? '')}.`);
   return Number(raw);
 }
 
@@ -161,10 +162,16 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     referrerPolicy: { policy: 'same-origin' },
     strictTransportSecurity: config.cookieSecure,
   }));
+  const routes = new RouteTable();
+  app.use(routes.methodNotAllowed());
+  const route = (method: 'get' | 'post', pathname: string, ...handlers: express.RequestHandler[]) => {
+    routes.add(method, pathname);
+    app[method](pathname, ...(handlers as [express.RequestHandler]));
+  };
 
-  app.get('/favicon.ico', (_req, res) => void res.status(204).end());
-  app.get('/healthz', (_req, res) => void res.json({ status: 'ok' }));
-  app.get('/readyz', (_req, res) => {
+  route('get', '/favicon.ico', (_req, res) => void res.status(204).end());
+  route('get', '/healthz', (_req, res) => void res.json({ status: 'ok' }));
+  route('get', '/readyz', (_req, res) => {
     let db = true;
     try {
       deps.db.prepare('SELECT 1').get();
@@ -177,14 +184,14 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     const kafka = deps.feedReady();
     res.status(db ? 200 : 503).json({ status: db ? 'ready' : 'not_ready', database: db, kafka });
   });
-  if (deps.metrics) app.get('/metrics', metricsHandler(deps.metrics));
+  if (deps.metrics) route('get', '/metrics', metricsHandler(deps.metrics));
   app.use('/static', express.static(STATIC_DIR, { maxAge: '1h', index: false }));
 
   app.use(express.urlencoded({ extended: false, limit: '32kb' }));
   app.use(express.json({ limit: '32kb' }));
   const httpOptions = { cookieSecure: config.cookieSecure };
   app.use(authMiddleware(auth, httpOptions));
-  app.use(loginRouter(auth, httpOptions));
+  app.use(loginRouter(auth, httpOptions, routes));
   app.use(requireSession, requireCsrf);
   app.use((_req, res, next) => {
     // Pages carry listing data and the CSRF token: never from a shared cache, never from history after sign-out.
@@ -197,7 +204,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     res.type('html').send(layout({ title, principal: { username: session.username, role: session.role }, csrf: session.csrf, body, nav, flash }));
   };
 
-  app.get('/', (req, res) => {
+  route('get', '/', (req, res) => {
     const session = sessionOf(res);
     const q = parseQueueQuery(req.query as Record<string, unknown>);
     const pageSize = config.pageSize;
@@ -225,7 +232,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     page(res, 'Queue', nav, renderQueue(model, { prev, next, afterDecision }), flash);
   });
 
-  app.get('/items/:id/photo', async (req, res, next) => {
+  route('get', '/items/:id/photo', async (req, res, next) => {
     try {
       const size = req.query.size === 'thumb' ? 'thumb' : 'full';
       const photo = await photos.render(itemId(req.params.id), size);
@@ -237,7 +244,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     }
   });
 
-  app.post('/items/:id/decisions', (req, res) => {
+  route('post', '/items/:id/decisions', (req, res) => {
     const session = sessionOf(res);
     const body = (req.body ?? {}) as Record<string, unknown>;
     const verdict = VERDICTS.find((v) => v === body.verdict);
@@ -254,15 +261,15 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     res.status(201).json({ decision });
   });
 
-  app.post('/items/:id/reopen', requireLead, (req, res) => {
+  route('post', '/items/:id/reopen', requireLead, (req, res) => {
     const session = sessionOf(res);
     const body = (req.body ?? {}) as Record<string, unknown>;
-    const decision = store.reopen({ itemId: itemId(String(req.params.id)), principal: { username: session.username, role: session.role }, note: optionalText(body.note, 'note'), expectLastDecisionId: expectOf(body.expect) });
+    const decision = store.reopen({ itemId: itemId(req.params.id), principal: { username: session.username, role: session.role }, note: optionalText(body.note, 'note'), expectLastDecisionId: expectOf(body.expect) });
     if (wantsHtml(req)) return res.redirect(303, withDone(body.next, 'reopened'));
     res.status(201).json({ decision });
   });
 
-  app.post('/undo', (req, res) => {
+  route('post', '/undo', (req, res) => {
     const session = sessionOf(res);
     const decision = store.undo({ username: session.username, role: session.role }, expectOf((req.body as Record<string, unknown> | undefined)?.expect) ?? null);
     // Back to the item that was undone, so the analyst can decide it again at once.
@@ -270,7 +277,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     res.status(201).json({ decision });
   });
 
-  app.get('/stats', (req, res) => {
+  route('get', '/stats', (req, res) => {
     const days = req.query.days === undefined ? undefined : Number(req.query.days);
     if (days !== undefined && !(Number.isInteger(days) && days >= 1 && days <= MAX_STATS_DAYS)) throw new ScreeningError('REVIEW_FILTER_INVALID', `days: must be a whole number from 1 to ${MAX_STATS_DAYS}`);
     const stats = reviewStats(deps.db, days === undefined ? {} : { days });
@@ -278,7 +285,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     page(res, 'Stats', 'stats', renderStatsPage(stats));
   });
 
-  app.get('/audit', (req, res) => {
+  route('get', '/audit', (req, res) => {
     const analyst = typeof req.query.analyst === 'string' && req.query.analyst ? req.query.analyst.slice(0, 256) : null;
     const entries = store.audit({ ...(analyst ? { analyst } : {}), limit: 500 });
     if (!wantsHtml(req)) return void res.json({ entries });

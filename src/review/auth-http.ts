@@ -12,6 +12,7 @@ import { isScreeningError, ScreeningError } from '../errors.js';
 import { toScreeningError } from '../transport/http/app.js';
 import { LoginThrottledError, checkCsrf, type ReviewAuth, type ReviewSession } from './auth.js';
 import { html, layout, type Principal } from './html.js';
+import type { RouteTable } from './routes.js';
 
 declare global {
   namespace Express {
@@ -250,8 +251,9 @@ function loginFailureMessage(err: ScreeningError): string {
 }
 
 /** GET/POST /login and POST /logout. Mount after authMiddleware (and after express.urlencoded, or not: it parses its own form). */
-export function loginRouter(auth: ReviewAuth, options: AuthHttpOptions): Router {
+export function loginRouter(auth: ReviewAuth, options: AuthHttpOptions, routes?: RouteTable): Router {
   const router = express.Router();
+  for (const [method, path] of [['GET', '/login'], ['POST', '/login'], ['POST', '/logout']] as const) routes?.add(method, path);
   const form = express.urlencoded({ extended: false, limit: '8kb' });
   const secure = options.cookieSecure;
 

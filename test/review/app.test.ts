@@ -252,6 +252,33 @@ describe('review console: signing in and the open endpoints', () => {
     await expectError(await fetch(`${h.base}/items/1/decisions`, { method: 'POST', headers: JSON_ACCEPT, redirect: 'manual' }), 401, 'REVIEW_UNAUTHENTICATED');
   });
 
+  test('a known path with a method it does not serve is 405 with Allow, signed in or not; an unknown path stays 404', async (t) => {
+    const h = await startConsole(t);
+    const call = (method: string, pathname: string, headers: Record<string, string> = JSON_ACCEPT) => fetch(`${h.base}${pathname}`, { method, headers, redirect: 'manual' });
+    const cases: Array<[string, string, string]> = [
+      ['DELETE', '/', 'GET, HEAD'], ['PUT', '/login', 'GET, HEAD, POST'], ['GET', '/logout', 'POST'], ['GET', '/undo', 'POST'],
+      ['DELETE', '/items/7/decisions', 'POST'], ['PATCH', '/items/7/photo', 'GET, HEAD'], ['POST', '/healthz', 'GET, HEAD'], ['PUT', '/Stats/', 'GET, HEAD'],
+    ];
+    for (const [method, pathname, allow] of cases) {
+      const res = await call(method, pathname);
+      assert.equal(res.headers.get('allow'), allow, `${method} ${pathname}`);
+      await expectError(res, 405, 'METHOD_NOT_ALLOWED');
+    }
+    const page = await call('PUT', '/login', HTML);
+    assert.equal(page.status, 405);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    assert.equal(page.headers.get('allow'), 'GET, HEAD, POST');
+    const ana = await signIn(h, 'ana');
+    const signedIn = await fetch(`${h.base}/`, { method: 'DELETE', headers: { ...JSON_ACCEPT, cookie: ana.cookie, 'x-csrf-token': ana.csrf } });
+    assert.equal(signedIn.headers.get('allow'), 'GET, HEAD');
+    await expectError(signedIn, 405, 'METHOD_NOT_ALLOWED');
+    for (const [method, pathname] of [['DELETE', '/queue'], ['GET', '/items/7'], ['POST', '/nope']] as const) {
+      const res = await fetch(`${h.base}${pathname}`, { method, headers: { ...JSON_ACCEPT, cookie: ana.cookie, 'x-csrf-token': ana.csrf } });
+      assert.equal(res.headers.get('allow'), null, `${method} ${pathname}`);
+      await expectError(res, 404, 'NOT_FOUND');
+    }
+  });
+
   test('/healthz, /readyz, /metrics and the static script answer without a session', async (t) => {
     const h = await startConsole(t);
     const health = await fetch(`${h.base}/healthz`);

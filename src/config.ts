@@ -13,7 +13,11 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'configs', 'default.yaml');
 
 export interface ServiceConfig {
-  server: { host: string; port: number; bodyLimitBytes: number; batchLimit: number; requestTimeoutMs: number; shutdownGraceMs: number; trustProxy: boolean };
+  server: {
+    host: string; port: number; bodyLimitBytes: number; batchLimit: number; requestTimeoutMs: number; shutdownGraceMs: number; trustProxy: boolean;
+    /** Admission control (src/transport/http/admission.ts): bodies being read or screened at once. */
+    maxInFlightBodyBytes: number; maxInFlightRequests: number;
+  };
   auth: { apiKeys: string[] };
   models: { directories: string[]; executionProvider: 'cpu' | 'cuda' | 'tensorrt'; intraOpThreads: number; graphOptimization: 'disabled' | 'basic' | 'extended' | 'all'; thresholds: Record<string, Record<string, number>> };
   images: { maxBytes: number; maxPixels: number; minSide: number };
@@ -66,10 +70,11 @@ const backoff = section(['freeFailures', 'baseDelaySeconds', 'maxDelaySeconds'],
   maxDelaySeconds: { type: 'integer', minimum: 1, maximum: DAY_SECONDS },
 });
 const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'kafka', 'response', 'pool', 'shadow', 'review', 'logging', 'production'], {
-  server: section(['host', 'port', 'bodyLimitBytes', 'batchLimit', 'requestTimeoutMs', 'shutdownGraceMs', 'trustProxy'], {
+  server: section(['host', 'port', 'bodyLimitBytes', 'batchLimit', 'requestTimeoutMs', 'shutdownGraceMs', 'trustProxy', 'maxInFlightBodyBytes', 'maxInFlightRequests'], {
     host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
     bodyLimitBytes: posInt, batchLimit: { type: 'integer', minimum: 1, maximum: 256 }, requestTimeoutMs: posInt,
     shutdownGraceMs: { type: 'integer', minimum: 0 }, trustProxy: { type: 'boolean' },
+    maxInFlightBodyBytes: posInt, maxInFlightRequests: posInt,
   }),
   auth: section(['apiKeys'], { apiKeys: { type: 'array', items: { type: 'string', minLength: 16 } } }),
   models: section(['directories', 'executionProvider', 'intraOpThreads', 'graphOptimization', 'thresholds'], {
@@ -174,6 +179,8 @@ const bool = (v: string) => (v === 'true' || v === 'on' ? true : v === 'false' |
 const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown, Record<string, unknown>?]> = {
   HOST: ['server', 'host', String],
   PORT: ['server', 'port', number],
+  MAX_INFLIGHT_BODY_BYTES: ['server', 'maxInFlightBodyBytes', number],
+  MAX_INFLIGHT_REQUESTS: ['server', 'maxInFlightRequests', number],
   API_KEYS: ['auth', 'apiKeys', list],
   MODEL_DIRS: ['models', 'directories', list],
   EXECUTION_PROVIDER: ['models', 'executionProvider', String],
@@ -253,6 +260,8 @@ export function loadConfig(
   if (problems.length === 0) {
     const c = config as unknown as ServiceConfig;
     if (component === 'service' && c.production && c.auth.apiKeys.length === 0) problems.push('auth.apiKeys: NODE_ENV=production requires API keys (set API_KEYS)');
+    // Otherwise a body the limit allows could never be admitted, even on an idle instance.
+    if (c.server.maxInFlightBodyBytes < c.server.bodyLimitBytes) problems.push(`server.maxInFlightBodyBytes: must be at least bodyLimitBytes (${c.server.bodyLimitBytes})`);
     for (const size of c.batching.preferredBatchSizes) {
       if (size > c.batching.maxBatchSize) problems.push(`batching.preferredBatchSizes: ${size} exceeds maxBatchSize ${c.batching.maxBatchSize}`);
     }

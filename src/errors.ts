@@ -35,6 +35,8 @@ export const ERROR_CATALOGUE = {
   BATCH_EMPTY: { status: 400, retriable: false, message: 'The batch request holds no images.' },
   UNAUTHORIZED: { status: 401, retriable: false, message: 'A valid API key is required (Authorization: Bearer <key> or X-API-Key).' },
   NOT_FOUND: { status: 404, retriable: false, message: 'No such route.' },
+  METHOD_NOT_ALLOWED: { status: 405, retriable: false, message: 'The route does not support this method; the Allow header lists those it does.' },
+  REQUEST_ABORTED: { status: 400, retriable: true, message: 'The client closed the connection before the whole body arrived.' },
   RELOAD_FAILED: { status: 500, retriable: true, message: 'The model reload failed; the previous models keep serving.' },
   SHADOW_DIR_FORBIDDEN: { status: 400, retriable: false, message: 'The candidate model directory is outside the models root and shadow.allowedRoots.' },
   SHADOW_LOAD_FAILED: { status: 422, retriable: false, message: 'The candidate model could not be loaded; the previous candidate, if any, stays in shadow.' },

@@ -4,6 +4,7 @@
  */
 import client from 'prom-client';
 import type { ScreeningService } from './screening/service.js';
+import { REJECTION_REASONS, type Admission } from './transport/http/admission.js';
 import type { KafkaPipeline } from './transport/kafka/pipeline.js';
 import type { ReviewConsumerState, ReviewDecisionConsumer } from './transport/kafka/review-decisions.js';
 import type { ReviewStore } from './review/store.js';
@@ -22,6 +23,8 @@ export interface Metrics {
   countError(code: string, source: string): void;
   /** Subscribes the Kafka pipeline's events (when Kafka is on). */
   attachKafka(pipeline: KafkaPipeline): void;
+  /** The HTTP body budget: in-flight gauges read at scrape time, refusals counted by reason. */
+  attachAdmission(admission: Admission): void;
 }
 
 const PIPELINE_STATES = ['starting', 'running', 'paused', 'stopping', 'stopped', 'failed'] as const;
@@ -121,9 +124,24 @@ export function createMetrics(service: ScreeningService): Metrics {
     pipeline.on('state', (e) => showState(e.state));
   };
 
+  const attachAdmission = (admission: Admission) => {
+    new client.Gauge({
+      name: m('http_inflight_body_bytes'), help: 'Body bytes reserved by HTTP requests being read or screened (a chunked body reserves server.bodyLimitBytes).', registers: [registry],
+      collect() { this.set(admission.inFlight().bodyBytes); },
+    });
+    new client.Gauge({
+      name: m('http_inflight_requests'), help: 'HTTP requests with a body being read or screened.', registers: [registry],
+      collect() { this.set(admission.inFlight().requests); },
+    });
+    const rejections = new client.Counter({ name: m('http_admission_rejections_total'), help: 'HTTP requests refused before their body was read, by reason (body_bytes or requests: 503 QUEUE_FULL; too_large: 413).', labelNames: ['reason'], registers: [registry] });
+    for (const reason of REJECTION_REASONS) rejections.inc({ reason }, 0);
+    admission.on('rejected', ({ reason }) => rejections.inc({ reason }));
+  };
+
   return {
     registry,
     attachKafka,
+    attachAdmission,
     observeHttp: (o) => http.observe({ route: o.route, method: o.method, status: String(o.status) }, o.seconds),
     countError: (code, source) => errors.inc({ code, source }),
   };

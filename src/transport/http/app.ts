@@ -3,6 +3,7 @@
  * ScreeningErrors to JSON; all screening logic lives in the screening service.
  */
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import helmet from 'helmet';
 import multer from 'multer';
@@ -11,7 +12,8 @@ import type { ServiceConfig } from '../../config.js';
 import { isScreeningError, ScreeningError, type ErrorCode } from '../../errors.js';
 import type { Metrics } from '../../metrics.js';
 import type { ScreeningService, ScreenRequest, ScreenResult } from '../../screening/service.js';
-import { OPENAPI_DOCUMENT } from './openapi.js';
+import { Admission } from './admission.js';
+import { openApiDocument } from './openapi.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -27,6 +29,8 @@ export interface AppDeps {
   logger: Logger;
   /** Other components readiness depends on (the Kafka pipeline, when on). */
   readiness?: () => Record<string, { ready: boolean; state: string }>;
+  /** The in-flight body budget; one per server, shared by every route that reads a body. */
+  admission?: Admission;
 }
 
 function digest(key: string): Buffer {
@@ -77,6 +81,12 @@ function shadowRequest(body: unknown): { modelDir: string; sampleRate?: number }
   return { modelDir, ...(sampleRate === undefined ? {} : { sampleRate }) };
 }
 
+/**
+ * Every code multer 2.x raises (lib/multer-error.js). Some need a limit this app sets (fieldNameSize,
+ * fieldNestingDepth, fieldArrayIndexLimit), LIMIT_PART_COUNT cannot fire before the file or field
+ * count does, STREAM_DESTROYED comes from disk storage only: they are mapped all the same, so a
+ * multer upgrade or a limit change cannot turn a client's mistake into a 500.
+ */
 const MULTER_CODES: Record<string, ErrorCode> = {
   LIMIT_FILE_SIZE: 'IMAGE_TOO_LARGE',
   LIMIT_FILE_COUNT: 'BATCH_TOO_LARGE',
@@ -85,25 +95,72 @@ const MULTER_CODES: Record<string, ErrorCode> = {
   LIMIT_FIELD_COUNT: 'REQUEST_MALFORMED_MULTIPART',
   LIMIT_FIELD_KEY: 'REQUEST_MALFORMED_MULTIPART',
   LIMIT_FIELD_VALUE: 'REQUEST_MALFORMED_MULTIPART',
+  MISSING_FIELD_NAME: 'REQUEST_MALFORMED_MULTIPART',
+  LIMIT_FIELD_NESTING: 'REQUEST_MALFORMED_MULTIPART',
+  LIMIT_FIELD_ARRAY_INDEX: 'REQUEST_MALFORMED_MULTIPART',
+  INVALID_FIELD_NAME: 'REQUEST_MALFORMED_MULTIPART',
+  STREAM_DESTROYED: 'REQUEST_ABORTED',
 };
 
-/** Maps body-parser, multer and JSON errors onto catalogue codes. */
+/**
+ * busboy 1.x raises plain Errors, told apart by message only (lib/index.js, lib/types/*.js), and
+ * multer adds its own for a client that goes away mid-body.
+ */
+const BUSBOY_MESSAGES: Record<string, ErrorCode> = {
+  'Malformed part header': 'REQUEST_MALFORMED_MULTIPART',
+  'Unexpected end of form': 'REQUEST_MALFORMED_MULTIPART',
+  'Unexpected end of file': 'REQUEST_MALFORMED_MULTIPART',
+  'Multipart: Boundary not found': 'REQUEST_MALFORMED_MULTIPART',
+  'Malformed content type': 'REQUEST_MALFORMED_MULTIPART',
+  'Malformed urlencoded form': 'REQUEST_MALFORMED_MULTIPART',
+  'Missing Content-Type': 'REQUEST_UNSUPPORTED_MEDIA_TYPE',
+  'Request aborted': 'REQUEST_ABORTED',
+  'Request closed': 'REQUEST_ABORTED',
+  'Request error': 'REQUEST_ABORTED',
+};
+
+/** body-parser (express.raw / express.json) error types that are the client's doing. */
+const BODY_PARSER_TYPES: Record<string, ErrorCode> = {
+  'entity.too.large': 'REQUEST_BODY_TOO_LARGE',
+  'entity.parse.failed': 'REQUEST_INVALID_JSON',
+  'encoding.unsupported': 'REQUEST_UNSUPPORTED_MEDIA_TYPE',
+  'charset.unsupported': 'REQUEST_UNSUPPORTED_MEDIA_TYPE',
+  'request.aborted': 'REQUEST_ABORTED',
+  // The stream ended before Content-Length bytes: the client went away or lied about the length.
+  'request.size.invalid': 'REQUEST_ABORTED',
+};
+
+/** busboy's own Content-Type parser, so the check below agrees with the parser that reads the body. */
+const { parseContentType } = createRequire(import.meta.url)('busboy/lib/utils.js') as { parseContentType: (value: string) => { params: Record<string, string> } | undefined };
+
+/**
+ * A multipart Content-Type that busboy cannot parse, or without a boundary, is refused before the
+ * body is read. Otherwise multer skips a type it cannot parse and the request looks imageless.
+ */
+function multipartTypeProblem(req: Request): string | null {
+  const type = req.get('content-type') ?? '';
+  const boundary = parseContentType(type)?.params.boundary;
+  if (!boundary || !req.is('multipart/form-data')) return `Content-Type "${type.slice(0, 200)}" has no valid boundary parameter.`;
+  return null;
+}
+
+/** Maps body-parser, multer, busboy and JSON errors onto catalogue codes. */
 export function toScreeningError(err: unknown): ScreeningError {
   if (isScreeningError(err)) return err;
   const e = err as { type?: string; code?: string; status?: number; message?: string; field?: string };
-  if (e.type === 'entity.too.large') return new ScreeningError('REQUEST_BODY_TOO_LARGE', undefined, { cause: err });
-  if (e.type === 'entity.parse.failed') return new ScreeningError('REQUEST_INVALID_JSON', undefined, { cause: err });
-  if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return new ScreeningError('REQUEST_UNSUPPORTED_MEDIA_TYPE', undefined, { cause: err });
+  if (e.type && BODY_PARSER_TYPES[e.type]) return new ScreeningError(BODY_PARSER_TYPES[e.type]!, undefined, { cause: err });
   if (e.code && MULTER_CODES[e.code]) {
-    const detail = e.code === 'LIMIT_UNEXPECTED_FILE' ? `Unexpected file field "${e.field ?? ''}".` : undefined;
+    const detail = e.code === 'LIMIT_UNEXPECTED_FILE' ? `Unexpected file field "${e.field ?? ''}".` : e.message;
     return new ScreeningError(MULTER_CODES[e.code]!, detail, { cause: err });
   }
-  if (/multipart|boundary|part header|end of form/i.test(e.message ?? '')) return new ScreeningError('REQUEST_MALFORMED_MULTIPART', undefined, { cause: err });
+  const message = e.message ?? '';
+  const busboy = BUSBOY_MESSAGES[message] ?? (message.startsWith('Unsupported content type:') ? 'REQUEST_UNSUPPORTED_MEDIA_TYPE' : undefined);
+  if (busboy) return new ScreeningError(busboy, busboy === 'REQUEST_ABORTED' ? undefined : `${message}.`, { cause: err });
   if (e.status === 400) return new ScreeningError('REQUEST_INVALID_JSON', undefined, { cause: err });
   return new ScreeningError('INTERNAL', undefined, { cause: err });
 }
 
-export function createApp({ service, config, metrics, logger, readiness }: AppDeps): express.Express {
+export function createApp({ service, config, metrics, logger, readiness, admission = new Admission(config.server) }: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.server.trustProxy);
@@ -127,10 +184,29 @@ export function createApp({ service, config, metrics, logger, readiness }: AppDe
   };
 
   const auth = authenticator(config.auth.apiKeys);
+  metrics.attachAdmission(admission);
+  const bodyLimit = config.server.bodyLimitBytes;
+  // The app reads files only; text fields are accepted (HTML forms send them) but kept small and flat.
+  const limits = {
+    fileSize: config.images.maxBytes, files: config.server.batchLimit, fields: 20, parts: config.server.batchLimit + 20, fieldSize: 64 * 1024,
+    fieldNameSize: 200, fieldNestingDepth: 4, fieldArrayIndexLimit: 100,
+  };
   const upload = multer({
     storage: multer.memoryStorage(),
-    limits: { fileSize: config.images.maxBytes, files: config.server.batchLimit, fields: 20, parts: config.server.batchLimit + 20, fieldSize: 64 * 1024 },
-  });
+    limits,
+    // multer caps each file, not the body: a chunked body has no Content-Length for admission to
+    // check, so its bytes are counted here against the same body limit as every other body.
+    streamHandler: (req: Request, busboy: NodeJS.WritableStream & { destroy(err: Error): void }) => {
+      if (req.headers['content-length'] === undefined) {
+        let seen = 0;
+        req.on('data', (chunk: Buffer) => {
+          seen += chunk.length;
+          if (seen > bodyLimit) busboy.destroy(new ScreeningError('REQUEST_BODY_TOO_LARGE', `The body exceeds ${bodyLimit} bytes.`));
+        });
+      }
+      req.pipe(busboy);
+    },
+  } as multer.Options);
   const raw = express.raw({ type: 'image/*', limit: config.server.bodyLimitBytes });
   const json = express.json({ limit: config.server.bodyLimitBytes, strict: true });
 
@@ -158,8 +234,9 @@ export function createApp({ service, config, metrics, logger, readiness }: AppDe
   app.get('/metrics', route('/metrics'), async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
+  const openapi = openApiDocument(config);
   app.get('/openapi.json', route('/openapi.json'), (_req, res) => {
-    res.json(OPENAPI_DOCUMENT);
+    res.json(openapi);
   });
   app.get('/v1/models', route('/v1/models'), auth, (_req, res) => {
     res.json({ models: service.models() });
@@ -188,10 +265,16 @@ export function createApp({ service, config, metrics, logger, readiness }: AppDe
     const kind = type.startsWith('multipart/form-data') ? 'multipart' : type.startsWith('image/') ? 'image' : type.startsWith('application/json') ? 'json' : undefined;
     const parser = kind && parsers[kind];
     if (!parser) return next(new ScreeningError('REQUEST_UNSUPPORTED_MEDIA_TYPE', type ? `Got ${type.split(';')[0]}. ${unsupported}` : `No Content-Type header. ${unsupported}`));
-    parser.parse(req, res, (err?: unknown) => {
-      if (err) return next(err);
-      // Through a promise, so a handler's synchronous throw also reaches the error handler.
-      Promise.resolve().then(() => parser.handle(req)).then((body) => res.json(body), next);
+    const problem = kind === 'multipart' ? multipartTypeProblem(req) : null;
+    if (problem) return next(new ScreeningError('REQUEST_MALFORMED_MULTIPART', problem));
+    // Admission before the parser: a refused body is never buffered (Node discards its bytes).
+    admission.middleware(req, res, (refused?: unknown) => {
+      if (refused) return next(refused);
+      parser.parse(req, res, (err?: unknown) => {
+        if (err) return next(err);
+        // Through a promise, so a handler's synchronous throw also reaches the error handler.
+        Promise.resolve().then(() => parser.handle(req)).then((body) => res.json(body), next);
+      });
     });
   };
 
@@ -254,13 +337,30 @@ export function createApp({ service, config, metrics, logger, readiness }: AppDe
     },
   }, 'Use multipart/form-data (field "images") or application/json.'));
 
-  app.use(route('unmatched'), (_req, _res, next) => next(new ScreeningError('NOT_FOUND')));
+  // A known path with another method is 405 + Allow (RFC 9110 §15.5.6); only unknown paths are 404.
+  // Express matches paths case-insensitively and with an optional trailing slash; so does this.
+  const allowed = new Map<string, Set<string>>();
+  for (const layer of (app as unknown as { router: { stack: Array<{ route?: { path: string; methods: Record<string, boolean> } }> } }).router.stack) {
+    if (!layer.route) continue;
+    const methods = allowed.get(layer.route.path.toLowerCase()) ?? new Set<string>();
+    for (const m of Object.keys(layer.route.methods)) methods.add(m.toUpperCase());
+    if (methods.has('GET')) methods.add('HEAD');
+    allowed.set(layer.route.path.toLowerCase(), methods);
+  }
+  app.use(route('unmatched'), (req, res, next) => {
+    const methods = allowed.get(req.path.toLowerCase().replace(/(.)\/$/, '$1'));
+    if (!methods) return next(new ScreeningError('NOT_FOUND'));
+    res.setHeader('allow', [...methods].sort().join(', '));
+    next(new ScreeningError('METHOD_NOT_ALLOWED', `${req.method} ${req.path}: use ${[...methods].sort().join(', ')}.`));
+  });
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const error = toScreeningError(err);
     if (error.code === 'INTERNAL') logger.error({ requestId: req.id, err }, 'unhandled error');
     if (!(err && typeof err === 'object' && countedByService.has(err))) metrics.countError(error.code, 'http');
     if (error.code === 'QUEUE_FULL') res.setHeader('retry-after', String((error as ScreeningError & { retryAfterSeconds?: number }).retryAfterSeconds ?? 1));
     if (error.code === 'SHUTTING_DOWN') res.setHeader('retry-after', '5');
+    // RFC 9110 §11.6.1: a 401 names the scheme that would succeed.
+    if (error.code === 'UNAUTHORIZED') res.setHeader('www-authenticate', 'Bearer realm="wildlife-screening"');
     if (res.headersSent) return;
     // A wrapping code (RELOAD_FAILED, SHADOW_LOAD_FAILED) names the code it wraps, so clients need not parse the message.
     const cause = isScreeningError(error.cause) ? { cause: error.cause.code } : {};

@@ -63,3 +63,72 @@ export async function fixturePhotos(): Promise<Buffer[]> {
   const dir = path.join(REPO_ROOT, 'test', 'fixtures', 'met');
   return Promise.all((await readdir(dir)).filter((f) => f.endsWith('.jpg')).map((f) => readFile(path.join(dir, f))));
 }
+
+/** Stops a service from startService and waits, so a run never leaves a model-sized process behind. */
+export async function stopService(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+/** Resident set of a process from /proc (Linux), in bytes; null once the process is gone. */
+export async function residentBytes(pid: number): Promise<number | null> {
+  try {
+    const kib = /^VmRSS:\s+(\d+)\s+kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kib === undefined ? null : Number(kib) * 1024;
+  } catch {
+    return null;
+  }
+}
+
+/** The first unlabelled sample of a metric in Prometheus text format. */
+export function metricValue(exposition: string, name: string): number | undefined {
+  const m = new RegExp(`^${name}(?:\\{\\})? ([^ \\n]+)`, 'm').exec(exposition);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Sum of a labelled metric's samples whose labels contain `labels` (e.g. `result="miss"`). */
+export function metricSum(exposition: string, name: string, labels = ''): number {
+  let sum = 0;
+  for (const m of exposition.matchAll(new RegExp(`^${name}\\{([^}]*)\\} ([^ \\n]+)`, 'gm'))) {
+    if (m[1]!.includes(labels)) sum += Number(m[2]);
+  }
+  return sum;
+}
+
+/**
+ * Ordinary least squares y = slope·x + intercept. Null with fewer than two points or all x equal,
+ * where no slope exists; callers must say so rather than print 0.
+ */
+export function linearFit(points: ReadonlyArray<readonly [number, number]>): { slope: number; intercept: number } | null {
+  const n = points.length;
+  if (n < 2) return null;
+  const mx = points.reduce((s, [x]) => s + x, 0) / n;
+  const my = points.reduce((s, [, y]) => s + y, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  for (const [x, y] of points) {
+    sxy += (x - mx) * (y - my);
+    sxx += (x - mx) ** 2;
+  }
+  if (sxx === 0) return null;
+  const slope = sxy / sxx;
+  return { slope, intercept: my - slope * mx };
+}
+
+/**
+ * Replaces the `## ` section whose heading starts with `headingPrefix` (up to the next `## `
+ * heading), or appends it, so each benchmark can rewrite its own part of docs/BENCHMARKS.md
+ * without touching the others.
+ */
+export function replaceMarkdownSection(doc: string, headingPrefix: string, section: string): string {
+  const lines = doc.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(headingPrefix));
+  const body = section.trimEnd().split('\n');
+  if (start < 0) return `${doc.trimEnd()}\n\n${body.join('\n')}\n`;
+  let end = lines.findIndex((l, i) => i > start && l.startsWith('## '));
+  if (end < 0) end = lines.length;
+  const after = lines.slice(end);
+  return [...lines.slice(0, start), ...body, ...(after.length ? ['', ...after] : [''])].join('\n');
+}

@@ -11,7 +11,12 @@ import { ScreeningError } from '../errors.js';
 
 export const MANIFEST_FILE = 'model.json';
 export const ONNX_FILE = 'model.onnx';
-export const ARCHITECTURES = ['ResNet18_vd', 'ResNet34_vd', 'ResNet50_vd', 'ResNet101_vd', 'ResNet152_vd', 'ResNet200_vd'] as const;
+export const ARCHITECTURES = [
+  'ResNet18_vd', 'ResNet34_vd', 'ResNet50_vd', 'ResNet101_vd', 'ResNet152_vd', 'ResNet200_vd',
+  'EfficientNetLite0', 'EfficientNetLite1', 'EfficientNetLite2',
+] as const;
+/** Written by this version. Version 1 (no pixel_scale: always 255) is read and migrated in memory. */
+export const MANIFEST_VERSION = 2;
 
 export interface LabelSpec {
   name: string;
@@ -20,16 +25,26 @@ export interface LabelSpec {
   threshold: number | null;
 }
 
+/**
+ * x = (pixel / pixel_scale − mean) / std, after resizing the short side to resize_short and taking
+ * the centre input.size square. PaddleClas models use pixel_scale 255 with ImageNet mean/std;
+ * TensorFlow's EfficientNet-Lite uses pixel_scale 1, mean 127, std 128.
+ */
 export interface PreprocessSpec {
+  /** The short side before the centre crop, always concrete (whatever rule produced it). */
   resize_short: number;
+  /** When the rule is "short side = size / crop_ratio" (TF/timm style), the ratio; resize_short is its floor. */
+  crop_ratio?: number;
   interpolation: 'bilinear';
   crop: 'center';
   mean: [number, number, number];
   std: [number, number, number];
+  pixel_scale: 1 | 255;
 }
 
 export interface ModelManifest {
-  schema_version: 1;
+  /** Always the current version in memory: readManifest migrates older files. */
+  schema_version: typeof MANIFEST_VERSION;
   name: string;
   version: string;
   architecture: (typeof ARCHITECTURES)[number];
@@ -54,7 +69,7 @@ const MANIFEST_SCHEMA = {
   required: ['schema_version', 'name', 'version', 'architecture', 'precision', 'input', 'output', 'preprocess',
     'labels', 'sha256', 'created', 'pretrained', 'training', 'metrics'],
   properties: {
-    schema_version: { const: 1 },
+    schema_version: { enum: [1, MANIFEST_VERSION] },
     name: { type: 'string', pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' },
     version: { type: 'string', pattern: '^\\d+\\.\\d+\\.\\d+([-+][0-9A-Za-z.-]+)?$' },
     architecture: { enum: ARCHITECTURES },
@@ -76,6 +91,7 @@ const MANIFEST_SCHEMA = {
       properties: {
         resize_short: { type: 'integer', minimum: 16, maximum: 2048 }, interpolation: { const: 'bilinear' },
         crop: { const: 'center' }, mean: triple, std: { ...triple, items: { type: 'number', exclusiveMinimum: 0 } },
+        crop_ratio: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, pixel_scale: { enum: [1, 255] },
       },
     },
     labels: {
@@ -111,7 +127,20 @@ export function manifestProblems(value: unknown): string[] {
     }
     return problems;
   }
-  const m = value as ModelManifest;
+  const m = value as Omit<ModelManifest, 'schema_version' | 'preprocess'> & { schema_version: number; preprocess: Partial<PreprocessSpec> & Omit<PreprocessSpec, 'pixel_scale'> };
+  const pre = m.preprocess;
+  if (m.schema_version === 1 && (pre.pixel_scale !== undefined || pre.crop_ratio !== undefined)) {
+    problems.push(`/preprocess pixel_scale and crop_ratio need schema_version ${MANIFEST_VERSION}`);
+  }
+  if (m.schema_version === MANIFEST_VERSION && pre.pixel_scale === undefined) problems.push("/preprocess must have required property 'pixel_scale'");
+  // A mean in the other unit is the likeliest way to get this wrong: 127 with scale 255 (or 0.5 with scale 1).
+  const scale = pre.pixel_scale ?? 255;
+  const range = 255 / scale;
+  if (pre.mean.some((v) => v < 0 || v > range)) problems.push(`/preprocess mean ${JSON.stringify(pre.mean)} is outside 0–${range}, the pixel range pixel_scale ${scale} gives`);
+  else if (scale === 1 && pre.mean.every((v) => v <= 1)) problems.push('/preprocess mean looks like 0–1 units but pixel_scale 1 means 0–255 units');
+  if (pre.crop_ratio !== undefined && pre.resize_short !== Math.floor(m.input.size / pre.crop_ratio)) {
+    problems.push(`/preprocess resize_short ${pre.resize_short} is not floor(input.size / crop_ratio) = ${Math.floor(m.input.size / pre.crop_ratio)}`);
+  }
   const names = new Set<string>();
   for (const label of m.labels) {
     if (names.has(label.name)) problems.push(`/labels duplicate label ${label.name}`);
@@ -123,12 +152,15 @@ export function manifestProblems(value: unknown): string[] {
   return problems;
 }
 
+/** Validates and migrates to the current version (v1 → v2: its implicit pixel_scale 255 made explicit). */
 export function parseManifest(value: unknown, source: string): ModelManifest {
   const problems = manifestProblems(value);
   if (problems.length) {
     throw new ScreeningError('MODEL_MANIFEST_INVALID', `${source}:\n  ${problems.join('\n  ')}`);
   }
-  return value as ModelManifest;
+  const m = value as ModelManifest;
+  if ((m.schema_version as number) === MANIFEST_VERSION) return m;
+  return { ...m, schema_version: MANIFEST_VERSION, preprocess: { ...m.preprocess, pixel_scale: 255 } };
 }
 
 export async function readManifest(dir: string): Promise<ModelManifest> {

@@ -1,7 +1,9 @@
 /**
  * Image bytes → model input tensor, with sharp. The geometry and normalisation come from the
  * model's manifest (PreprocessSpec + input size), so serving matches the training-time eval
- * transform: short side resized (bilinear), centre crop, ImageNet mean/std, NCHW float32.
+ * transform: short side resized (bilinear), centre crop, (pixel / pixelScale − mean) / std, NCHW
+ * float32. Several models screening one photo share work only where their specs agree exactly
+ * (prepareForModels).
  */
 import sharp, { type Metadata } from 'sharp';
 import { ScreeningError } from '../errors.js';
@@ -11,11 +13,16 @@ export interface ImageGeometry {
   size: number;
   /** Short side after resize, before the centre crop. */
   resizeShort: number;
+  /** The only ones implemented; named so that a new kind cannot be shared with the old by accident. */
+  interpolation?: 'bilinear';
+  crop?: 'center';
 }
 
 export interface TensorSpec extends ImageGeometry {
   mean: readonly [number, number, number] | readonly number[];
   std: readonly [number, number, number] | readonly number[];
+  /** Pixels are divided by this before mean/std apply: 255 (the default) or 1. */
+  pixelScale?: number;
 }
 
 export interface ImageLimits {
@@ -146,8 +153,10 @@ export function writeTensor(rgb: Buffer, spec: TensorSpec, out: Float32Array, of
   if (spec.mean.length !== 3 || spec.std.length !== 3) throw new RangeError('mean and std need one value per RGB channel');
   if (!Number.isInteger(offset) || offset < 0) throw new RangeError(`offset must be a non-negative integer, got ${offset}`);
   if (out.length < offset + plane * 3) throw new RangeError('output buffer too small');
+  const pixelScale = spec.pixelScale ?? 255;
+  if (!(pixelScale > 0)) throw new RangeError(`pixelScale must be positive, got ${pixelScale}`);
   for (let c = 0; c < 3; c++) {
-    const scale = 1 / (255 * spec.std[c]!);
+    const scale = 1 / (pixelScale * spec.std[c]!);
     const shift = spec.mean[c]! / spec.std[c]!;
     const base = offset + c * plane;
     for (let i = 0; i < plane; i++) out[base + i] = rgb[i * 3 + c]! * scale - shift;
@@ -161,6 +170,51 @@ export async function imageToTensor(bytes: Uint8Array, spec: TensorSpec, limits?
   return { tensor, source: prepared.source };
 }
 
-export function tensorSpecOf(manifest: { input: { size: number }; preprocess: { resize_short: number; mean: readonly number[]; std: readonly number[] } }): TensorSpec {
-  return { size: manifest.input.size, resizeShort: manifest.preprocess.resize_short, mean: manifest.preprocess.mean, std: manifest.preprocess.std };
+interface ManifestLike {
+  input: { size: number };
+  preprocess: { resize_short: number; mean: readonly number[]; std: readonly number[]; pixel_scale?: number; interpolation?: 'bilinear'; crop?: 'center' };
+}
+
+export function tensorSpecOf(manifest: ManifestLike): TensorSpec {
+  const p = manifest.preprocess;
+  return {
+    size: manifest.input.size, resizeShort: p.resize_short, interpolation: p.interpolation ?? 'bilinear', crop: p.crop ?? 'center',
+    mean: p.mean, std: p.std, pixelScale: p.pixel_scale ?? 255,
+  };
+}
+
+/** Everything that changes the decoded, resized and cropped pixels. */
+export function geometryKey(g: ImageGeometry): string {
+  return JSON.stringify([g.size, g.resizeShort, g.interpolation ?? 'bilinear', g.crop ?? 'center']);
+}
+
+/** Everything that changes the tensor: the geometry and the normalisation. */
+export function tensorKey(spec: TensorSpec): string {
+  return JSON.stringify([geometryKey(spec), [...spec.mean], [...spec.std], spec.pixelScale ?? 255]);
+}
+
+/**
+ * One photo for several models: decodes once per distinct geometry and normalises once per
+ * distinct full spec, so two models share a tensor only if every preprocessing setting agrees.
+ * Results are in `specs` order; models with equal specs get the same (read-only) Float32Array.
+ */
+export async function prepareForModels(bytes: Uint8Array, specs: readonly TensorSpec[], limits?: ImageLimits): Promise<Array<{ tensor: Float32Array; source: SourceInfo }>> {
+  const decoded = new Map<string, Promise<PreparedImage>>();
+  const tensors = new Map<string, Promise<{ tensor: Float32Array; source: SourceInfo }>>();
+  return Promise.all(specs.map((spec) => {
+    const key = tensorKey(spec);
+    let tensor = tensors.get(key);
+    if (!tensor) {
+      const geometry = geometryKey(spec);
+      let image = decoded.get(geometry);
+      if (!image) decoded.set(geometry, (image = prepareImage(bytes, spec, limits)));
+      tensor = image.then((prepared) => {
+        const out = new Float32Array(3 * spec.size * spec.size);
+        writeTensor(prepared.rgb, spec, out);
+        return { tensor: out, source: prepared.source };
+      });
+      tensors.set(key, tensor);
+    }
+    return tensor;
+  }));
 }

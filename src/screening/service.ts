@@ -15,7 +15,7 @@ import { isScreeningError, ScreeningError, type ErrorCode } from '../errors.js';
 import type { Classifier } from '../model/engine.js';
 import { createModelRegistry, type ModelRegistry, type RegistryEvents } from '../model/registry.js';
 import { decide, type FlagReason } from '../policy/index.js';
-import { prepareImage, tensorSpecOf, writeTensor, type PreparedImage, type SourceInfo } from '../preprocess/index.js';
+import { prepareForModels, tensorSpecOf, type SourceInfo } from '../preprocess/index.js';
 import { createFetcher, type Fetcher } from '../transport/fetcher.js';
 import { createPoolSampler, type PoolEvents, type PoolMeta, type PoolSampler, type PoolStatus } from './pool.js';
 import { Shadow, type ShadowEvents, type ShadowStatus } from './shadow.js';
@@ -268,18 +268,8 @@ class Service extends EventEmitter implements ScreeningService {
       if (hit) return finish(hit, true, { preprocessMs: 0, queueMs: 0, inferenceMs: 0 });
 
       const t0 = performance.now();
-      // Classifiers with the same geometry share one decode; normalisation is per model.
-      const prepared = new Map<string, Promise<PreparedImage>>();
-      const limits = this.config.images;
-      const tensors = await Promise.all(classifiers.map(async (c) => {
-        const spec = tensorSpecOf(c.manifest);
-        const key = `${spec.size}/${spec.resizeShort}`;
-        if (!prepared.has(key)) prepared.set(key, prepareImage(bytes, spec, limits));
-        const image = await prepared.get(key)!;
-        const tensor = new Float32Array(c.inputLength);
-        writeTensor(image.rgb, spec, tensor);
-        return { tensor, source: image.source };
-      }));
+      // Shared between classifiers only where the full preprocessing spec agrees (see prepareForModels).
+      const tensors = await prepareForModels(bytes, classifiers.map((c) => tensorSpecOf(c.manifest)), this.config.images);
       const preprocessMs = performance.now() - t0;
       const enqueuedAt = performance.now();
       const outputs = await Promise.all(classifiers.map((c, i) => batchers.get(c)!.submit(

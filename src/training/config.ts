@@ -60,6 +60,8 @@ export const TRAIN_CONFIG_SCHEMA = {
         resize_short: { type: 'integer', minimum: 32, maximum: 2048 },
         mean: rgb,
         std: rgb,
+        // Pixels are divided by this before mean/std: 255 (default, ImageNet mean/std in 0–1) or 1 (EfficientNet-Lite: mean 127, std 128).
+        pixel_scale: { enum: [1, 255] },
         eval_interval: { type: 'integer', minimum: 1 },
       },
     },
@@ -136,7 +138,7 @@ export interface DatasetSpec {
 export type LossEntry = { CELoss: { weight: number; epsilon?: number } } | { JSDivLoss: { weight: number } };
 
 export interface TrainConfig {
-  Global: { epochs: number; seed?: number; image_size: number; resize_short: number; mean: number[]; std: number[]; eval_interval?: number };
+  Global: { epochs: number; seed?: number; image_size: number; resize_short: number; mean: number[]; std: number[]; pixel_scale?: 1 | 255; eval_interval?: number };
   Arch: { name: (typeof ARCHITECTURES)[number]; pretrained?: string | null; lr_mult_list?: number[] };
   Loss: { Train: LossEntry[] };
   Optimizer: Record<string, unknown>;

@@ -1,7 +1,7 @@
 /** Writes model directories (model.onnx + model.json) from what the Paddle side produced. */
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fileSha256, ONNX_FILE, writeManifest, type LabelSpec, type ModelManifest } from '../model/manifest.js';
+import { fileSha256, MANIFEST_VERSION, ONNX_FILE, writeManifest, type LabelSpec, type ModelManifest } from '../model/manifest.js';
 
 /** Until `npm run eval -- --calibrate` sets real ones, a trade-relevant label flags at this score. */
 export const DEFAULT_THRESHOLD = 0.5;
@@ -25,7 +25,7 @@ export async function writeModelDir({ dir, onnxSource, manifest }: ModelDirInput
   const onnxPath = path.join(dir, ONNX_FILE);
   if (onnxSource && path.resolve(onnxSource) !== path.resolve(onnxPath)) await copyFile(onnxSource, onnxPath);
   const full: ModelManifest = {
-    schema_version: 1,
+    schema_version: MANIFEST_VERSION,
     ...manifest,
     sha256: await fileSha256(onnxPath),
     created: new Date().toISOString(),

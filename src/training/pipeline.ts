@@ -22,6 +22,8 @@ export interface TrainingSummary {
   resize_short: number;
   mean: [number, number, number];
   std: [number, number, number];
+  /** Absent in runs from before pixel_scale existed: 255. */
+  pixel_scale?: 1 | 255;
   epochs: number;
   processes?: number;
   history: Array<Record<string, number>>;
@@ -140,7 +142,7 @@ export async function finishTraining(options: TrainOptions): Promise<TrainResult
     architecture: summary.arch,
     input: { name: exported.input, size: summary.image_size, layout: 'NCHW' as const, channels: 'RGB' as const },
     output: { name: exported.output, kind: 'logits' as const },
-    preprocess: { resize_short: summary.resize_short, interpolation: 'bilinear' as const, crop: 'center' as const, mean: summary.mean, std: summary.std },
+    preprocess: { resize_short: summary.resize_short, interpolation: 'bilinear' as const, crop: 'center' as const, mean: summary.mean, std: summary.std, pixel_scale: summary.pixel_scale ?? 255 },
     labels,
     pretrained: { source: opts.config.Arch.pretrained ?? null, note: opts.config.Arch.pretrained ? 'Fine-tuned from the named .pdparams.' : NO_PRETRAINED_NOTE },
     training,
@@ -175,6 +177,7 @@ export async function quantizeModelDir(fp32Input: string, int8Input: string, cal
     '--calibration', calibrationFile, '--image-size', String(source.input.size),
     '--resize-short', String(source.preprocess.resize_short),
     '--mean', JSON.stringify(source.preprocess.mean), '--std', JSON.stringify(source.preprocess.std),
+    '--pixel-scale', String(source.preprocess.pixel_scale),
     '--count', String(count), '--method', method,
   ]);
   const { sha256: _sha, created: _created, schema_version: _v, ...rest } = source;
@@ -192,6 +195,7 @@ export async function quantizeModelDir(fp32Input: string, int8Input: string, cal
 }
 
 export interface ImportOptions {
+  /** PaddleClas .pdparams, or a .pth state_dict of an architecture weights.py can map. */
   pdparams: string;
   arch: ModelManifest['architecture'];
   labels: LabelSpec[];
@@ -202,6 +206,12 @@ export interface ImportOptions {
   resizeShort: number;
   mean: [number, number, number];
   std: [number, number, number];
+  /** Default 255 (mean/std in 0–1 units). */
+  pixelScale?: 1 | 255;
+  /** Recorded when resizeShort came from "size / crop_ratio". */
+  cropRatio?: number;
+  /** Provenance for model.json's pretrained section; default: the weights file's name. */
+  pretrained?: { source: string; note: string };
 }
 
 export interface ImportResult {
@@ -210,11 +220,12 @@ export interface ImportResult {
   loaded: number;
 }
 
-/** PaddleClas .pdparams → model directory, strictly: any key or shape mismatch but the head fails. */
+/** Weights → model directory, strictly: any key or shape mismatch but the head fails. */
 export async function importPdparams(opts: ImportOptions): Promise<ImportResult> {
   await mkdir(opts.out, { recursive: true });
   const exported = await exportOnnx(opts.pdparams, opts.arch, opts.labels.length, path.join(opts.out, ONNX_FILE), true);
   const headReinitialised = Object.keys(exported.load_report.head_reinitialised).length > 0;
+  const file = path.basename(opts.pdparams);
   const manifest = await writeModelDir({
     dir: opts.out,
     manifest: {
@@ -224,14 +235,14 @@ export async function importPdparams(opts: ImportOptions): Promise<ImportResult>
       precision: 'fp32',
       input: { name: exported.input, size: opts.imageSize, layout: 'NCHW', channels: 'RGB' },
       output: { name: exported.output, kind: 'logits' },
-      preprocess: { resize_short: opts.resizeShort, interpolation: 'bilinear', crop: 'center', mean: opts.mean, std: opts.std },
-      labels: opts.labels,
-      pretrained: {
-        source: path.basename(opts.pdparams),
-        note: headReinitialised
-          ? `Backbone imported from ${path.basename(opts.pdparams)}; its FC head had a different class count and was re-initialised: fine-tune before serving.`
-          : `Imported unchanged from ${path.basename(opts.pdparams)}.`,
+      preprocess: {
+        resize_short: opts.resizeShort, ...(opts.cropRatio !== undefined ? { crop_ratio: opts.cropRatio } : {}),
+        interpolation: 'bilinear', crop: 'center', mean: opts.mean, std: opts.std, pixel_scale: opts.pixelScale ?? 255,
       },
+      labels: opts.labels,
+      pretrained: headReinitialised
+        ? { source: opts.pretrained?.source ?? file, note: `Backbone imported from ${file}; its FC head had a different class count and was re-initialised: fine-tune before serving.` }
+        : (opts.pretrained ?? { source: file, note: `Imported unchanged from ${file}.` }),
       training: { method: 'import', head_reinitialised: headReinitialised, load_report: exported.load_report, onnx_opset: exported.opset },
       metrics: {},
     },

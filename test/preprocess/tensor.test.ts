@@ -24,6 +24,14 @@ describe('writeTensor', () => {
     }
   });
 
+  test('with pixel scale 1, mean 127 and std 128 (EfficientNet-Lite) each value is exactly (v − 127)/128', () => {
+    const out = new Float32Array(12);
+    writeTensor(rgb, { size: 2, resizeShort: 2, mean: [127, 127, 127], std: [128, 128, 128], pixelScale: 1 }, out);
+    for (let c = 0; c < 3; c++) {
+      for (let i = 0; i < 4; i++) assert.equal(out[c * 4 + i], (rgb[i * 3 + c]! - 127) / 128, `channel ${c}, pixel ${i}`);
+    }
+  });
+
   test('lays the tensor out as CHW: a red pixel is high in the channel 0 plane only', () => {
     const out = new Float32Array(12);
     writeTensor(rgb, spec(2), out);
@@ -71,9 +79,11 @@ describe('imageToTensor and tensorSpecOf', () => {
     await assert.rejects(imageToTensor(png, spec(8), { ...DEFAULT_LIMITS, minSide: 31 }), { code: 'IMAGE_TOO_SMALL' });
   });
 
-  test('tensorSpecOf takes the size from the input and the rest from preprocess', () => {
+  test('tensorSpecOf takes the size from the input and the rest from preprocess, pixel scale 255 when a v1 manifest has none', () => {
     const manifest = { input: { size: 224 }, preprocess: { resize_short: 256, mean: [0.1, 0.2, 0.3], std: [0.4, 0.5, 0.6] } };
-    assert.deepEqual(tensorSpecOf(manifest), { size: 224, resizeShort: 256, mean: [0.1, 0.2, 0.3], std: [0.4, 0.5, 0.6] });
+    assert.deepEqual(tensorSpecOf(manifest), { size: 224, resizeShort: 256, interpolation: 'bilinear', crop: 'center', mean: [0.1, 0.2, 0.3], std: [0.4, 0.5, 0.6], pixelScale: 255 });
+    const lite = { input: { size: 224 }, preprocess: { resize_short: 256, mean: [127, 127, 127], std: [128, 128, 128], pixel_scale: 1 } };
+    assert.equal(tensorSpecOf(lite).pixelScale, 1);
   });
 
   test('the default limits are frozen at 20 MiB, 40 MP and a 16-pixel side', () => {

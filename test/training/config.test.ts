@@ -44,7 +44,7 @@ describe('training config validation', () => {
   test('an unknown architecture names the supported ones', async () => {
     const cfg = await tinyConfig();
     cfg.Arch.name = 'ResNet50';
-    assert.deepEqual(trainConfigProblems(cfg), ['Arch.name: must be one of ResNet18_vd, ResNet34_vd, ResNet50_vd, ResNet101_vd, ResNet152_vd, ResNet200_vd']);
+    assert.deepEqual(trainConfigProblems(cfg), ['Arch.name: must be one of ResNet18_vd, ResNet34_vd, ResNet50_vd, ResNet101_vd, ResNet152_vd, ResNet200_vd, EfficientNetLite0, EfficientNetLite1, EfficientNetLite2']);
   });
 
   test('wrong types and ranges are reported with their path', async () => {

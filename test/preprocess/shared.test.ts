@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { REPO_ROOT } from '../../src/config.js';
+import { geometryKey, imageToTensor, prepareForModels, tensorKey, type TensorSpec } from '../../src/preprocess/index.js';
+
+const PHOTO = path.join(REPO_ROOT, 'test/fixtures/met/ivory_110245.jpg');
+const IMAGENET: TensorSpec = { size: 32, resizeShort: 36, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+const LITE: TensorSpec = { size: 32, resizeShort: 36, mean: [127, 127, 127], std: [128, 128, 128], pixelScale: 1 };
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let max = 0;
+  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
+  return max;
+}
+
+describe('preprocessing shared between the models screening one photo', () => {
+  test('two models with the same geometry but different mean/std get different tensors, each what it would get alone', async () => {
+    const bytes = await readFile(PHOTO);
+    const [a, b] = await prepareForModels(bytes, [IMAGENET, LITE]);
+    assert.notEqual(a!.tensor, b!.tensor);
+    assert.ok(maxAbsDiff(a!.tensor, b!.tensor) > 0.1, 'the two normalisations must differ visibly');
+    const [aloneA, aloneB] = await Promise.all([imageToTensor(bytes, IMAGENET), imageToTensor(bytes, LITE)]);
+    assert.deepEqual(a!.tensor, aloneA.tensor);
+    assert.deepEqual(b!.tensor, aloneB.tensor);
+  });
+
+  test('models whose full specs agree share one tensor; a different crop size does not', async () => {
+    const bytes = await readFile(PHOTO);
+    const [a, same, bigger] = await prepareForModels(bytes, [LITE, { ...LITE, mean: [127, 127, 127] }, { ...LITE, size: 34 }]);
+    assert.equal(a!.tensor, same!.tensor);
+    assert.equal(bigger!.tensor.length, 3 * 34 * 34);
+  });
+
+  test('the keys cover every setting: pixel scale and std change the tensor key, never the decode key', () => {
+    assert.notEqual(tensorKey(IMAGENET), tensorKey({ ...IMAGENET, pixelScale: 1 }));
+    assert.notEqual(tensorKey(IMAGENET), tensorKey({ ...IMAGENET, std: [1, 1, 1] }));
+    assert.equal(geometryKey(IMAGENET), geometryKey(LITE));
+    assert.notEqual(geometryKey(IMAGENET), geometryKey({ ...IMAGENET, resizeShort: 37 }));
+    assert.equal(tensorKey(IMAGENET), tensorKey({ ...IMAGENET, pixelScale: 255, interpolation: 'bilinear', crop: 'center' }), 'defaults are spelled out in the key');
+  });
+});

@@ -7,6 +7,7 @@
  */
 import sharp, { type Metadata } from 'sharp';
 import { ScreeningError } from '../errors.js';
+import { enlargeAndCrop } from './upsample.js';
 
 export interface ImageGeometry {
   /** Square crop fed to the model. */
@@ -115,21 +116,25 @@ export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, l
   const scale = geometry.resizeShort / Math.min(width, height);
   const resizedWidth = Math.max(geometry.size, roundHalfEven(width * scale));
   const resizedHeight = Math.max(geometry.size, roundHalfEven(height * scale));
+  const left = Math.floor((resizedWidth - geometry.size) / 2);
+  const top = Math.floor((resizedHeight - geometry.size) / 2);
+  const source = { format: meta.format, width, height, bytes: bytes.length };
   try {
     // An sRGB 8-bit pipeline: otherwise 16-bit input with an embedded profile is only converted to
     // P3 and its P3 values then read as sRGB, and the resize runs on 16-bit values that are
     // truncated (not rounded) to 8 bits afterwards. Training (PIL) also resizes 8-bit RGB.
-    const { data, info } = await sharp(bytes, options)
-      .pipelineColourspace('srgb')
-      .autoOrient()
-      .flatten({ background: '#ffffff' })
+    const decode = sharp(bytes, options).pipelineColourspace('srgb').autoOrient().flatten({ background: '#ffffff' });
+    if (resizedWidth > width || resizedHeight > height) {
+      // Enlarging: libvips and Pillow disagree (see upsample.ts), so decode as is and enlarge here.
+      const { data, info } = await decode.toColourspace('srgb').removeAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+      if (info.channels !== 3 || info.width !== width || info.height !== height) {
+        throw new Error(`unexpected decoded layout: ${info.width}×${info.height}×${info.channels}`);
+      }
+      return { rgb: enlargeAndCrop(data, width, height, resizedWidth, resizedHeight, left, top, geometry.size), source };
+    }
+    const { data, info } = await decode
       .resize(resizedWidth, resizedHeight, { fit: 'fill', kernel: 'linear' })
-      .extract({
-        left: Math.floor((resizedWidth - geometry.size) / 2),
-        top: Math.floor((resizedHeight - geometry.size) / 2),
-        width: geometry.size,
-        height: geometry.size,
-      })
+      .extract({ left, top, width: geometry.size, height: geometry.size })
       .toColourspace('srgb')
       .removeAlpha()
       .raw({ depth: 'uchar' })
@@ -137,7 +142,7 @@ export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, l
     if (info.channels !== 3 || data.length !== geometry.size * geometry.size * 3) {
       throw new Error(`unexpected decoded layout: ${info.width}×${info.height}×${info.channels}`);
     }
-    return { rgb: data, source: { format: meta.format, width, height, bytes: bytes.length } };
+    return { rgb: data, source };
   } catch (err) {
     throw err instanceof ScreeningError ? err : classifySharpError(err);
   }

@@ -256,6 +256,14 @@ export async function paddleLogits(weights: string, arch: string, classNum: numb
   await (await runWildtrain(['logits', '--weights', path.resolve(weights), '--arch', arch, '--class-num', String(classNum), '--input', path.resolve(inputNpy), '--out', path.resolve(outNpy)])).done;
 }
 
+/** The Python eval transform (wildtrain/data.py) of some images, as one NCHW .npy: for train/serve skew checks. */
+export async function pythonEvalTensors(images: string[], spec: { size: number; resizeShort: number; mean: readonly number[]; std: readonly number[]; pixelScale?: number }, listFile: string, outNpy: string): Promise<void> {
+  await requireEnv();
+  await writeFile(listFile, JSON.stringify(images.map((p) => path.resolve(p))));
+  await (await runWildtrain(['transform', '--images', path.resolve(listFile), '--image-size', String(spec.size), '--resize-short', String(spec.resizeShort),
+    '--mean', JSON.stringify(spec.mean), '--std', JSON.stringify(spec.std), '--pixel-scale', String(spec.pixelScale ?? 255), '--out', path.resolve(outNpy)])).done;
+}
+
 export async function generateWeights(arch: string, classNum: number, seed: number, out: string): Promise<void> {
   await requireEnv();
   await (await runWildtrain(['init', '--arch', arch, '--class-num', String(classNum), '--seed', String(seed), '--out', path.resolve(out)])).done;

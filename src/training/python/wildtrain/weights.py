@@ -16,7 +16,7 @@ import re
 import numpy as np
 import paddle
 
-from .torch_pth import read_pth
+from .torch_pth import NAME_HASH, check_name_hash, read_pth
 
 BOOKKEEPING_KEYS = ("StructuredToParameterName@@",)
 HEAD_KEYS = ("fc.weight", "fc.bias")
@@ -106,6 +106,8 @@ def map_torch_lite(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray],
 def read_weights(path: str) -> tuple[dict[str, np.ndarray], list[str]]:
     """(our name -> array, names in the file that map to nothing)."""
     if path.endswith(".pth"):
+        if NAME_HASH.search(path):
+            check_name_hash(path)  # a name that promises a hash must keep the promise
         return map_torch_lite(read_pth(path))
     return read_pdparams(path), []
 

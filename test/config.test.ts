@@ -80,6 +80,18 @@ describe('service configuration', () => {
     assert.deepEqual([config.review.port, config.review.database, config.review.cookieSecure], [9191, '/data/review.db', true]);
   });
 
+  test('the upload admission budget: defaults sized for the 2 GiB CPU pod, env overrides, and never below the body limit', () => {
+    const config = loadConfig({});
+    assert.equal(config.server.maxInFlightBodyBytes, 128 * 1024 * 1024);
+    assert.equal(config.server.maxInFlightRequests, 64);
+    assert.ok(config.server.maxInFlightBodyBytes >= config.server.bodyLimitBytes);
+    const env = loadConfig({ MAX_INFLIGHT_BODY_BYTES: '268435456', MAX_INFLIGHT_REQUESTS: '16' });
+    assert.equal(env.server.maxInFlightBodyBytes, 268435456);
+    assert.equal(env.server.maxInFlightRequests, 16);
+    assert.throws(() => loadConfig({ MAX_INFLIGHT_BODY_BYTES: '1000' }), (err: unknown) => err instanceof ConfigError && /server\.maxInFlightBodyBytes: must be at least bodyLimitBytes/.test(err.message));
+    assert.throws(() => loadConfig({ MAX_INFLIGHT_REQUESTS: '0' }), (err: unknown) => err instanceof ConfigError && /server\.maxInFlightRequests/.test(err.message));
+  });
+
   test('preferred batch sizes above the maximum are refused', () => {
     assert.throws(() => loadConfig({ MAX_BATCH_SIZE: '4' }), /preferredBatchSizes: 8 exceeds maxBatchSize 4/);
   });

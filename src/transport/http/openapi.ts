@@ -45,6 +45,7 @@ export function openApiDocument(config: Readonly<Pick<ServiceConfig, 'server' | 
   const errors = (operation: string, overrides: Partial<Record<Status, object>> = {}) => pick([...(keys ? ['401' as const] : []), ...OPERATION_ERRORS[operation]!], overrides);
   const batchItems = { minItems: 1, maxItems: config.server.batchLimit };
   const imageBytes = Math.min(config.images.maxBytes, config.server.bodyLimitBytes);
+  const base64 = '^[A-Za-z0-9+/\\s]*(=\\s*){0,2}$';
   const binary = { type: 'string', format: 'binary', contentMediaType: 'application/octet-stream', minLength: 1, maxLength: imageBytes };
   return {
     openapi: '3.1.0',
@@ -117,7 +118,17 @@ export function openApiDocument(config: Readonly<Pick<ServiceConfig, 'server' | 
           oneOf: [{ required: ['url'] }, { required: ['imageBase64'] }],
           properties: {
             url: { type: 'string', format: 'uri', minLength: 8, maxLength: 4096, pattern: '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\s]+', description: 'http(s), no credentials; loopback, private and metadata addresses are refused (403)' },
-            imageBase64: { type: 'string', contentEncoding: 'base64', minLength: 4, maxLength: Math.ceil((imageBytes * 4) / 3) + 4, pattern: '^[A-Za-z0-9+/\\s]*(=\\s*){0,2}$' },
+            imageBase64: { type: 'string', contentEncoding: 'base64', minLength: 4, maxLength: Math.ceil((imageBytes * 4) / 3) + 4, pattern: base64 },
+          },
+        },
+        // In a batch, a URL or image the screening refuses is that item's error inside a 200, so
+        // only what refuses the whole request (shape, length, base64 alphabet) is constrained here.
+        BatchItem: {
+          type: 'object', additionalProperties: false,
+          oneOf: [{ required: ['url'] }, { required: ['imageBase64'] }],
+          properties: {
+            url: { type: 'string', maxLength: 4096, description: 'as in ScreenJson; a refused URL is this item\'s error' },
+            imageBase64: { type: 'string', contentEncoding: 'base64', pattern: base64 },
           },
         },
         BatchResult: {
@@ -216,8 +227,8 @@ export function openApiDocument(config: Readonly<Pick<ServiceConfig, 'server' | 
           requestBody: {
             required: true,
             content: {
-              'multipart/form-data': { schema: { type: 'object', required: ['images'], properties: { images: { type: 'array', ...batchItems, items: binary } } } },
-              'application/json': { schema: { type: 'object', additionalProperties: false, required: ['items'], properties: { items: { type: 'array', ...batchItems, items: ref('ScreenJson') } } } },
+              'multipart/form-data': { schema: { type: 'object', required: ['images'], properties: { images: { type: 'array', ...batchItems, items: { ...binary, minLength: 0, description: 'an empty or unreadable file is that item\'s error' } } } } },
+              'application/json': { schema: { type: 'object', additionalProperties: false, required: ['items'], properties: { items: { type: 'array', ...batchItems, items: ref('BatchItem') } } } },
             },
           },
           responses: { '200': json(ref('BatchResult'), 'One result or error per item'), ...errors('post /v1/screen/batch') },

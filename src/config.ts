@@ -29,6 +29,8 @@ export interface ServiceConfig {
     topics: { input: string; results: string; review: string; dlq: string };
     partitions: number; replicationFactor: number; partitionsConsumedConcurrently: number; concurrency: number;
     maxAttempts: number; retryBackoffMs: number; highWater: number; lowWater: number; lagIntervalMs: number; shutdownTimeoutMs: number;
+    /** Budget of one produced record (key + value); below the broker's message.max.bytes. */
+    maxRecordBytes: number;
   };
   response: { topK: number };
   /** Screened photos sampled to disk as unlabeled data for SSLD (src/screening/pool.ts). */
@@ -95,13 +97,15 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
     maxQueueSize: posInt, defaultTimeoutMs: posInt,
   }),
   cache: section(['maxEntries', 'ttlSeconds'], { maxEntries: { type: 'integer', minimum: 0 }, ttlSeconds: posInt }),
-  kafka: section(['brokers', 'clientId', 'groupId', 'topics', 'partitions', 'replicationFactor', 'partitionsConsumedConcurrently', 'concurrency', 'maxAttempts', 'retryBackoffMs', 'highWater', 'lowWater', 'lagIntervalMs', 'shutdownTimeoutMs'], {
+  kafka: section(['brokers', 'clientId', 'groupId', 'topics', 'partitions', 'replicationFactor', 'partitionsConsumedConcurrently', 'concurrency', 'maxAttempts', 'retryBackoffMs', 'highWater', 'lowWater', 'lagIntervalMs', 'shutdownTimeoutMs', 'maxRecordBytes'], {
     brokers: { type: 'array', items: { type: 'string', pattern: '^[^\\s:,]+:\\d{1,5}$' } },
     clientId: { type: 'string', minLength: 1 }, groupId: { type: 'string', minLength: 1 },
     topics: section(['input', 'results', 'review', 'dlq'], { input: topicName, results: topicName, review: topicName, dlq: topicName }),
     partitions: posInt, replicationFactor: posInt, partitionsConsumedConcurrently: posInt, concurrency: { type: 'integer', minimum: 1, maximum: 256 },
     maxAttempts: { type: 'integer', minimum: 1, maximum: 20 }, retryBackoffMs: { type: 'integer', minimum: 0 },
     highWater: posInt, lowWater: { type: 'integer', minimum: 0 }, lagIntervalMs: posInt, shutdownTimeoutMs: posInt,
+    // Below 16 KiB not even a dead letter with its reason would fit.
+    maxRecordBytes: { type: 'integer', minimum: 16384, maximum: 64 * 1024 * 1024 },
   }),
   response: section(['topK'], { topK: { type: 'integer', minimum: 1, maximum: 100 } }),
   pool: section(['enabled', 'directory', 'sampleRate', 'maxImages', 'maxPendingWrites', 'sources'], {

@@ -42,6 +42,10 @@ export const ERROR_CATALOGUE = {
   SHADOW_LOAD_FAILED: { status: 422, retriable: false, message: 'The candidate model could not be loaded; the previous candidate, if any, stays in shadow.' },
   INPUT_NOT_READABLE: { status: 400, retriable: false, message: 'The input file could not be read.' },
   INTERNAL: { status: 500, retriable: true, message: 'Internal error.' },
+  // Kafka messages (dead-letter codes in images.dlq; the status is what an HTTP wrapper would answer)
+  MESSAGE_INVALID: { status: 400, retriable: false, message: "The message is not UTF-8 JSON of its topic's schema, or is nested too deep." },
+  RECORD_TOO_LARGE: { status: 413, retriable: false, message: 'An output record for this message does not fit the record size limit, even without its pass-through fields.' },
+  OUTPUT_INVALID: { status: 500, retriable: false, message: "The record built for this message breaks its own wire contract (a bug); the input is dead-lettered instead." },
   // Models
   MODEL_MANIFEST_INVALID: { status: 500, retriable: false, message: 'A model directory has an invalid model.json.' },
   MODEL_FILE_MISSING: { status: 500, retriable: false, message: 'A model directory lacks model.onnx or model.json.' },

@@ -112,6 +112,7 @@ export function createMetrics(service: ScreeningService): Metrics {
     const lag = new client.Gauge({ name: m('kafka_consumer_lag'), help: 'Messages not yet committed, per input partition.', labelNames: ['topic', 'partition'], registers: [registry] });
     const crawlToDecision = new client.Histogram({ name: m('kafka_crawl_to_decision_seconds'), help: 'From crawledAt to the decision being produced.', buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600], registers: [registry] });
     const clientErrors = new client.Counter({ name: m('kafka_client_errors_total'), help: 'Kafka client errors by kind.', labelNames: ['kind'], registers: [registry] });
+    const omitted = new client.Counter({ name: m('kafka_fields_omitted_total'), help: 'Pass-through fields (meta, image.base64) left out of output records to keep them under kafka.maxRecordBytes, by topic and field.', labelNames: ['topic', 'field'], registers: [registry] });
     const state = new client.Gauge({ name: m('kafka_pipeline_state'), help: 'Kafka pipeline state (1 for the current one).', labelNames: ['state'], registers: [registry] });
     const showState = (current: string) => PIPELINE_STATES.forEach((s) => state.set({ state: s }, s === current ? 1 : 0));
     showState(pipeline.state());
@@ -121,6 +122,7 @@ export function createMetrics(service: ScreeningService): Metrics {
       if (crawlToDecisionMs !== null && crawlToDecisionMs >= 0) crawlToDecision.observe(crawlToDecisionMs / 1000);
     });
     pipeline.on('clientError', ({ kind }) => clientErrors.inc({ kind }));
+    pipeline.on('omitted', (e) => e.omitted.forEach((o) => omitted.inc({ topic: e.topic, field: o.field })));
     pipeline.on('state', (e) => showState(e.state));
   };
 

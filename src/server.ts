@@ -51,6 +51,7 @@ export async function startServer(config: Readonly<ServiceConfig>, options: { lo
   if (kafka) {
     metrics.attachKafka(kafka);
     kafka.on('state', ({ state }) => logger.info({ state }, 'kafka pipeline'));
+    kafka.on('omitted', (e) => logger.warn(e, 'output record over kafka.maxRecordBytes: pass-through fields left out'));
   }
   const readiness = kafka ? () => ({ kafka: { ready: kafka.state() === 'running' || kafka.state() === 'paused', state: kafka.state() } }) : undefined;
   const app = createApp({ service, config, metrics, logger, readiness });

@@ -11,7 +11,7 @@
  * missing is reported (unresolved); neither is written to labels.csv. Disagreeing verdicts since
  * the last reopen are a conflict: resolved as above and listed in the report.
  */
-import { checkReviewDecision, type ReviewDecision, type ReviewVerdict } from '../transport/kafka/messages.js';
+import { checkReviewDecision, type ReviewDecision, type ReviewVerdict } from '../contracts/index.js';
 
 export const LABELS_HEADER = ['path', 'class', 'split', 'decision_id', 'analyst', 'decided_at'] as const;
 export const REPORT_SCHEMA = 'wildlife-labels-report/v1';

@@ -24,7 +24,7 @@ import path from 'node:path';
 import { ScreeningError } from '../errors.js';
 import { readManifest } from '../model/manifest.js';
 import { sniffImageType, type Fetcher } from '../transport/fetcher.js';
-import { checkReviewDecision, type ReviewDecision } from '../transport/kafka/messages.js';
+import { checkReviewDecision, type ReviewDecision } from '../contracts/index.js';
 import { csvLine } from './dataset.js';
 import {
   compileDecisions, duplicateKey, LABELS_HEADER, parseDecisionLine,

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ScreenResult } from '../../src/screening/service.js';
-import { CRAWLED_SCHEMA, decisionOf, FLAGGED_SCHEMA, type CrawledImage, type Decision } from '../../src/transport/kafka/messages.js';
+import { CRAWLED_SCHEMA, decisionOf, FLAGGED_SCHEMA, type CrawledImage, type Decision } from '../../src/contracts/index.js';
 
 let counter = 0;
 const RUN = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;

@@ -16,7 +16,7 @@ import sharp from 'sharp';
 import { loadConfig, REPO_ROOT } from '../../src/config.js';
 import { hashPassword } from '../../src/review/auth.js';
 import { startReviewConsole, type ReviewConsole } from '../../src/review/console.js';
-import type { Decision } from '../../src/transport/kafka/messages.js';
+import type { Decision } from '../../src/contracts/index.js';
 import { flaggedMessage, type FlaggedOptions } from '../helpers/review.js';
 import { freePort } from '../helpers/ports.js';
 import { until } from '../helpers/wait.js';

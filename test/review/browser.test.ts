@@ -20,7 +20,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { loadConfig, REPO_ROOT } from '../../src/config.js';
 import { hashPassword } from '../../src/review/auth.js';
 import { startReviewConsole, type ReviewConsole } from '../../src/review/console.js';
-import { parseReviewDecision, type ReviewDecision } from '../../src/transport/kafka/messages.js';
+import { parseReviewDecision, type ReviewDecision } from '../../src/contracts/index.js';
 import { kafkaBrokers, uniqueTopics } from '../helpers/kafka.js';
 import { flaggedMessage } from '../helpers/review.js';
 import { until } from '../helpers/wait.js';

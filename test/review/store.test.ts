@@ -8,7 +8,7 @@ import { appliedMigrations, openReviewDb, SCHEMA_VERSION, type ReviewDb } from '
 import { createReviewStore, type ReviewStore } from '../../src/review/store.js';
 import { isScreeningError } from '../../src/errors.js';
 import { REPO_ROOT } from '../../src/config.js';
-import { checkReviewDecision } from '../../src/transport/kafka/messages.js';
+import { checkReviewDecision } from '../../src/contracts/index.js';
 import { flaggedMessage } from '../helpers/review.js';
 
 const ana = { username: 'ana', role: 'analyst' as const };

@@ -18,7 +18,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../../config.js';
 import { ScreeningError } from '../../errors.js';
 import { createFetcher } from '../../transport/fetcher.js';
-import { REVIEW_DECISIONS_TOPIC } from '../../transport/kafka/messages.js';
+import { REVIEW_DECISIONS_TOPIC } from '../../contracts/index.js';
 import { createLabelsMetrics } from '../../metrics.js';
 import { createReviewDecisionConsumer, DEFAULT_LABELS_GROUP_ID, type ReviewDecisionConsumer } from '../../transport/kafka/review-decisions.js';
 import { LABELS_FILE, openLabeledSet, readKnownClasses, REPORT_FILE, type LabeledSetReport } from '../labeled-set.js';

@@ -5,7 +5,7 @@
  */
 import { Kafka, logLevel, Partitioners, type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
-import { deadLetterOf } from './messages.js';
+import { deadLetterKey, deadLetterOf, DEFAULT_MAX_RECORD_BYTES, serializedBytes } from '../../contracts/index.js';
 
 export function createKafkaClient(options: { clientId: string; brokers: readonly string[]; log: Logger }): Kafka {
   const { log } = options;
@@ -35,6 +35,44 @@ export function idempotentProducer(kafka: Kafka): Producer {
   return kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
 }
 
+export interface OutgoingRecord { topic: string; key: string; value: string }
+
+/**
+ * Sends records in order, packed into requests of at most `maxBytes`. The broker's limit
+ * (message.max.bytes) applies to the record batch kafkajs builds per partition and request, not
+ * to one record: two 600 KB flags for one partition in one request are refused together.
+ */
+export async function sendBounded(producer: Producer, records: readonly OutgoingRecord[], maxBytes: number): Promise<void> {
+  let pending: OutgoingRecord[] = [];
+  let bytes = 0;
+  const flush = async () => {
+    if (!pending.length) return;
+    const byTopic = new Map<string, Array<{ key: string; value: string }>>();
+    for (const r of pending) {
+      if (!byTopic.has(r.topic)) byTopic.set(r.topic, []);
+      byTopic.get(r.topic)!.push({ key: r.key, value: r.value });
+    }
+    pending = [];
+    bytes = 0;
+    await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+  };
+  for (const record of records) {
+    const size = serializedBytes(record.key) + serializedBytes(record.value);
+    if (pending.length && bytes + size > maxBytes) await flush();
+    pending.push(record);
+    bytes += size;
+  }
+  await flush();
+}
+
+/** The broker refused a record for what it is (too large, invalid), not for a passing condition: resending it cannot help. */
+export function isRecordRefused(err: unknown): boolean {
+  for (let e = err as { type?: string; cause?: unknown } | undefined, depth = 0; e && depth < 8; e = e.cause as typeof e, depth++) {
+    if (e.type === 'MESSAGE_TOO_LARGE' || e.type === 'RECORD_LIST_TOO_LARGE' || e.type === 'INVALID_RECORD') return true;
+  }
+  return false;
+}
+
 export interface MessagePosition { topic: string; partition: number; offset: string }
 
 export interface DurableBatchOptions<T> {
@@ -62,12 +100,12 @@ export async function consumeDurably<T>({ batch, resolveOffset, heartbeat, isRun
   const { topic, partition } = batch;
   let done: string | null = null; // the last offset kept or skipped
   let uncommitted = 0;
-  const letters: Array<{ key: string; value: string }> = [];
+  const letters: OutgoingRecord[] = [];
   const commit = async () => {
     if (done === null || uncommitted === 0) return;
     if (letters.length) {
       const sent = letters.splice(0);
-      await o.deadLetters!.producer.send({ topic: o.deadLetters!.topic, acks: -1, messages: sent });
+      await sendBounded(o.deadLetters!.producer, sent, DEFAULT_MAX_RECORD_BYTES);
       o.deadLettered?.(sent.length);
     }
     resolveOffset(done);
@@ -86,7 +124,8 @@ export async function consumeDurably<T>({ batch, resolveOffset, heartbeat, isRun
       } else {
         if (o.deadLetters) {
           letters.push({
-            key: message.key?.toString('utf8') ?? `${topic}/${partition}/${message.offset}`,
+            topic: o.deadLetters.topic,
+            key: deadLetterKey(message.key, at),
             value: JSON.stringify(deadLetterOf({ code: 'MESSAGE_INVALID', reason: parsed.reason, retriable: false, attempts: 1, topic, partition, offset: message.offset, key: message.key, timestamp: message.timestamp, value: message.value })),
           });
         }

@@ -10,10 +10,10 @@ import { EventEmitter } from 'node:events';
 import { Kafka, type Admin, type Consumer, type EachBatchPayload, type KafkaMessage, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { ServiceConfig } from '../../config.js';
-import { isScreeningError } from '../../errors.js';
-import type { ScreeningService } from '../../screening/service.js';
-import { createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
-import { deadLetterOf, decisionOf, FLAGGED_SCHEMA, MAX_FLAGGED_INLINE_BASE64, parseCrawled, type CrawledImage } from './messages.js';
+import { deadLetterKey, deadLetterOf, decisionOf, encodeDecision, flaggedOf, parseCrawled, serializedBytes, type CrawledImage, type Omission } from '../../contracts/index.js';
+import { isScreeningError, type ErrorCode } from '../../errors.js';
+import type { ScreeningService, ScreenResult } from '../../screening/service.js';
+import { createKafkaClient, durableConsumer, idempotentProducer, isRecordRefused, sendBounded, type OutgoingRecord } from './client.js';
 
 export type KafkaSettings = ServiceConfig['kafka'];
 export type PipelineState = 'starting' | 'running' | 'paused' | 'stopping' | 'stopped' | 'failed';
@@ -23,6 +23,8 @@ export interface KafkaEvents {
   message: { outcome: Outcome; code?: string };
   decision: { crawlToDecisionMs: number | null };
   lag: { topic: string; partition: number; lag: number };
+  /** A pass-through field left out of an output record to keep it under kafka.maxRecordBytes. */
+  omitted: { inputId: string; topic: string; omitted: Omission[] };
   clientError: { kind: string; error: Error };
   state: { state: PipelineState };
 }
@@ -35,16 +37,19 @@ export interface KafkaPipeline {
   on<K extends keyof KafkaEvents>(event: K, listener: (e: KafkaEvents[K]) => void): void;
 }
 
-interface Output { topic: string; key: string; value: string }
+type Handled = { outputs: OutgoingRecord[]; outcome: Outcome; code?: string; crawlToDecisionMs?: number | null };
 
-type Handled = { outputs: Output[]; outcome: Outcome; code?: string; crawlToDecisionMs?: number | null };
+interface Failure { code: ErrorCode; reason: string; retriable: boolean; attempts: number }
+
+/** Budgets for a dead letter that replaces records the broker refused: its limit is below ours, by how much is unknown. */
+const REFUSED_DEAD_LETTER_BUDGETS = [64 * 1024, 16 * 1024];
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class Pipeline extends EventEmitter implements KafkaPipeline {
   private readonly kafka: Kafka;
   private readonly consumer: Consumer;
-  private readonly producer: Producer;
+  private producer: Producer;
   private readonly admin: Admin;
   private current: PipelineState = 'stopped';
   private paused = false;
@@ -56,14 +61,19 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     const log = logger.child({ component: 'kafka' });
     this.kafka = createKafkaClient({ clientId: settings.clientId, brokers: settings.brokers, log });
     this.consumer = durableConsumer(this.kafka, settings.groupId);
-    this.producer = idempotentProducer(this.kafka);
+    this.producer = this.newProducer();
     this.admin = this.kafka.admin();
     this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
       this.emit('clientError', { kind: 'consumer_crash', error: payload.error });
       // kafkajs restarts the consumer itself on retriable crashes; a non-restarting crash is fatal.
       if (!payload.restart) this.setState('failed');
     });
-    this.producer.on(this.producer.events.REQUEST_TIMEOUT, () => this.emit('clientError', { kind: 'producer_timeout', error: new Error('producer request timeout') }));
+  }
+
+  private newProducer(): Producer {
+    const producer = idempotentProducer(this.kafka);
+    producer.on(producer.events.REQUEST_TIMEOUT, () => this.emit('clientError', { kind: 'producer_timeout', error: new Error('producer request timeout') }));
+    return producer;
   }
 
   state(): PipelineState {
@@ -159,9 +169,9 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
       const chunk = batch.messages.slice(i, i + size);
       const handled = await Promise.all(chunk.map((m) => this.handle(batch.topic, batch.partition, m)));
       if (handled.some((h) => h === null)) return; // shutting down mid-chunk: nothing of it is committed
-      const outputs = (handled as Handled[]).flatMap((h) => h.outputs);
-      if (outputs.length) await this.produce(outputs);
-      for (const h of handled as Handled[]) {
+      const done = handled as Handled[];
+      await this.produce(done, chunk, batch.topic, batch.partition);
+      for (const h of done) {
         this.emit('message', { outcome: h.outcome, code: h.code });
         if (h.crawlToDecisionMs !== undefined) this.emit('decision', { crawlToDecisionMs: h.crawlToDecisionMs });
       }
@@ -174,56 +184,106 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     }
   }
 
-  private async produce(outputs: Output[]): Promise<void> {
-    const byTopic = new Map<string, Array<{ key: string; value: string }>>();
-    for (const o of outputs) {
-      if (!byTopic.has(o.topic)) byTopic.set(o.topic, []);
-      byTopic.get(o.topic)!.push({ key: o.key, value: o.value });
+  /**
+   * Produces a chunk's outputs. When the broker refuses a record as too large or invalid (its limit
+   * can be below kafka.maxRecordBytes, e.g. a topic's max.message.bytes), resending cannot help and
+   * must not stop the partition: each message's outputs are sent on their own, and a message whose
+   * records are refused is dead-lettered instead, with the broker's reason.
+   */
+  private async produce(handled: Handled[], chunk: KafkaMessage[], topic: string, partition: number): Promise<void> {
+    const budget = this.settings.maxRecordBytes;
+    try {
+      await sendBounded(this.producer, handled.flatMap((h) => h.outputs), budget);
+      return;
+    } catch (err) {
+      if (!isRecordRefused(err)) throw err;
+      await this.renewProducer(err);
     }
-    await this.producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+    for (const [i, h] of handled.entries()) {
+      let refusal: unknown;
+      try {
+        await sendBounded(this.producer, h.outputs, budget);
+        continue;
+      } catch (err) {
+        if (!isRecordRefused(err)) throw err;
+        refusal = err;
+        await this.renewProducer(err);
+      }
+      const failure: Failure = { code: 'RECORD_TOO_LARGE', reason: `the broker refused an output record: ${(refusal as Error).message}`, retriable: false, attempts: 1 };
+      for (const [n, maxBytes] of REFUSED_DEAD_LETTER_BUDGETS.entries()) {
+        const letter = this.deadLetter(topic, partition, chunk[i]!, failure, maxBytes);
+        try {
+          await sendBounded(this.producer, letter.outputs, budget);
+          handled[i] = letter;
+          break;
+        } catch (err) {
+          // Even a small dead letter refused: the DLQ itself is misconfigured, which no message can fix.
+          if (!isRecordRefused(err) || n === REFUSED_DEAD_LETTER_BUDGETS.length - 1) throw err;
+          await this.renewProducer(err);
+        }
+      }
+    }
+  }
+
+  /**
+   * After a refused produce request, kafkajs's idempotent sequence numbers no longer match the
+   * broker's (seen on Kafka 4.4: the next send fails with OUT_OF_ORDER_SEQUENCE_NUMBER and the
+   * consumer dies), and reconnecting keeps them. A new producer gets a new producer id, and with it
+   * fresh sequences; records sent twice are the at-least-once duplicates consumers already handle.
+   */
+  private async renewProducer(cause: unknown): Promise<void> {
+    this.emit('clientError', { kind: 'record_refused', error: cause as Error });
+    const old = this.producer;
+    this.producer = this.newProducer();
+    await old.disconnect().catch(() => undefined);
+    await this.producer.connect();
+  }
+
+  private deadLetter(topic: string, partition: number, message: KafkaMessage, failure: Failure, maxBytes = this.settings.maxRecordBytes): Handled {
+    const at = { topic, partition, offset: message.offset };
+    const key = deadLetterKey(message.key, at);
+    const letter = deadLetterOf({ ...failure, ...at, key: message.key, timestamp: message.timestamp, value: message.value }, maxBytes - serializedBytes(key));
+    return { outcome: 'dead_lettered', code: failure.code, outputs: [{ topic: this.settings.topics.dlq, key, value: JSON.stringify(letter) }] };
   }
 
   /** Screens one message into its outputs; null means "shutting down, redeliver later". */
   private async handle(topic: string, partition: number, message: KafkaMessage): Promise<Handled | null> {
-    const t = this.settings.topics;
-    const dead = (code: string, reason: string, retriable: boolean, attempts: number): Handled => ({
-      outcome: 'dead_lettered',
-      code,
-      outputs: [{
-        topic: t.dlq,
-        key: message.key?.toString('utf8') ?? `${topic}/${partition}/${message.offset}`,
-        value: JSON.stringify(deadLetterOf({ code, reason, retriable, attempts, topic, partition, offset: message.offset, key: message.key, timestamp: message.timestamp, value: message.value })),
-      }],
-    });
+    const dead = (failure: Failure) => this.deadLetter(topic, partition, message, failure);
     const parsed = parseCrawled(message.value);
-    if (!parsed.ok) return dead('MESSAGE_INVALID', parsed.reason, false, 1);
+    if (!parsed.ok) return dead({ code: 'MESSAGE_INVALID', reason: parsed.reason, retriable: false, attempts: 1 });
     const input: CrawledImage = parsed.message;
+    let result: ScreenResult;
     for (let attempt = 1; ; attempt++) {
       try {
         const bytes = input.imageBase64 !== undefined ? Buffer.from(input.imageBase64, 'base64') : undefined;
-        const result = await this.service.screen({
+        result = await this.service.screen({
           bytes, url: bytes ? undefined : input.url, source: 'kafka', lane: 'bulk',
           // Kept with the photo if it is sampled into the unlabeled pool (SSLD).
           meta: { listingId: input.id, platform: input.listing.platform, ...(input.url ? { imageUrl: input.url } : {}) },
         });
-        const decidedAt = new Date();
-        const decision = decisionOf(input, result, decidedAt);
-        const outputs: Output[] = [{ topic: t.results, key: input.id, value: JSON.stringify(decision) }];
-        if (result.flagged) {
-          // An inline photo exists nowhere else: the flag carries it to the analysts' console.
-          const inline = input.imageBase64 !== undefined && input.imageBase64.length <= MAX_FLAGGED_INLINE_BASE64 ? { base64: input.imageBase64 } : {};
-          outputs.push({ topic: t.review, key: input.id, value: JSON.stringify({ ...decision, schema: FLAGGED_SCHEMA, image: { ...decision.image, ...inline } }) });
-        }
-        return { outputs, outcome: result.flagged ? 'flagged' : 'screened', crawlToDecisionMs: decision.timings.crawlToDecisionMs };
+        break;
       } catch (err) {
         if (isScreeningError(err, 'SHUTTING_DOWN') || this.current === 'stopping') return null;
         const code = isScreeningError(err) ? err.code : 'INTERNAL';
         const retriable = isScreeningError(err) ? err.retriable : true;
-        if (!retriable || attempt >= this.settings.maxAttempts) return dead(code, (err as Error).message, retriable, attempt);
+        if (!retriable || attempt >= this.settings.maxAttempts) return dead({ code, reason: (err as Error).message, retriable, attempts: attempt });
         this.emit('message', { outcome: 'retried', code });
         await sleep(this.settings.retryBackoffMs * 2 ** (attempt - 1));
       }
     }
+    // From here on nothing is retried: building records is deterministic and would fail again.
+    const t = this.settings.topics;
+    const decision = decisionOf(input, result, new Date());
+    // An inline photo exists nowhere else: the flag carries it to the analysts' console.
+    const records = [{ topic: t.results, decision }, ...(result.flagged ? [{ topic: t.review, decision: flaggedOf(decision, input.imageBase64) }] : [])];
+    const outputs: OutgoingRecord[] = [];
+    for (const record of records) {
+      const encoded = encodeDecision(record.decision, this.settings.maxRecordBytes - serializedBytes(input.id));
+      if (!encoded.ok) return dead({ code: encoded.code, reason: encoded.reason, retriable: false, attempts: 1 });
+      if (encoded.omitted.length) this.emit('omitted', { inputId: input.id, topic: record.topic, omitted: encoded.omitted });
+      outputs.push({ topic: record.topic, key: input.id, value: encoded.value });
+    }
+    return { outputs, outcome: result.flagged ? 'flagged' : 'screened', crawlToDecisionMs: decision.timings.crawlToDecisionMs };
   }
 
   async stop(): Promise<void> {

@@ -13,7 +13,7 @@ import { EventEmitter } from 'node:events';
 import { Kafka, type Admin, type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import { consumeDurably, createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
-import { parseReviewDecision, REVIEW_DECISIONS_TOPIC, type ReviewDecision } from './messages.js';
+import { parseReviewDecision, REVIEW_DECISIONS_TOPIC, type ReviewDecision } from '../../contracts/index.js';
 
 export const DEFAULT_LABELS_GROUP_ID = 'wildlife-labels';
 

@@ -20,7 +20,7 @@ import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs
 import type { Logger } from 'pino';
 import type { OutboxEntry, ReviewStore } from '../../review/store.js';
 import { consumeDurably, createKafkaClient, durableConsumer, idempotentProducer } from './client.js';
-import { parseFlagged } from './messages.js';
+import { parseFlagged } from '../../contracts/index.js';
 
 export interface ReviewFeedOptions {
   brokers: readonly string[];

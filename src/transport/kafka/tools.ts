@@ -10,13 +10,14 @@ function client(brokers: readonly string[], clientId: string): Kafka {
   return new Kafka({ clientId, brokers: [...brokers], logLevel: logLevel.NOTHING, retry: { retries: 10, initialRetryTime: 200 } });
 }
 
-export async function createTopics(brokers: readonly string[], topics: string[], partitions = 3): Promise<void> {
+/** Creates the missing topics; `config` sets topic configs such as max.message.bytes. */
+export async function createTopics(brokers: readonly string[], topics: string[], partitions = 3, config: Record<string, string> = {}): Promise<void> {
   const admin = client(brokers, 'wildlife-tools').admin();
   await admin.connect();
   try {
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t));
-    if (missing.length) await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })) });
+    if (missing.length) await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1, configEntries: Object.entries(config).map(([name, value]) => ({ name, value })) })) });
   } finally {
     await admin.disconnect();
   }

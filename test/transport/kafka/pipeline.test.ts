@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { readPool } from '../../../src/screening/pool.js';
 import type { RunningServer } from '../../../src/server.js';
 import { collect, publish, type TopicCollector } from '../../../src/transport/kafka/tools.js';
-import { parseFlagged } from '../../../src/transport/kafka/messages.js';
+import { parseDeadLetter, parseFlagged, parseScreened } from '../../../src/contracts/index.js';
 import { jpegOf } from '../../helpers/images.js';
 import { kafkaBrokers, uniqueTopics } from '../../helpers/kafka.js';
 import { startTestServer } from '../../helpers/server.js';
@@ -83,6 +83,12 @@ describe('the Kafka pipeline on a real broker', () => {
       return validIds.every((id) => results.has(id)) && dlq.size >= 4 && flagged.every((id) => reviewed.has(id));
     }, 60_000);
 
+    // Each record is read back with the very parser its consumer runs (the review console's for flags).
+    const parserOf = { [names.topics.results]: parseScreened, [names.topics.review]: parseFlagged, [names.topics.dlq]: parseDeadLetter };
+    for (const r of records) {
+      const parsed = parserOf[r.topic]!(Buffer.from(r.value));
+      assert.ok(parsed.ok, `${r.topic} ${r.key}: ${parsed.ok ? '' : parsed.reason}`);
+    }
     const results = records.filter((r) => r.topic === names.topics.results).map((r) => JSON.parse(r.value) as Record<string, any>);
     const review = records.filter((r) => r.topic === names.topics.review).map((r) => JSON.parse(r.value) as Record<string, any>);
     const dlq = new Map(records.filter((r) => r.topic === names.topics.dlq).map((r) => [r.key, JSON.parse(r.value) as Record<string, any>]));

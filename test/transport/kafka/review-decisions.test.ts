@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { REPO_ROOT } from '../../../src/config.js';
 import type { LabeledSetReport } from '../../../src/training/labeled-set.js';
-import type { ReviewDecision } from '../../../src/transport/kafka/messages.js';
+import type { ReviewDecision } from '../../../src/contracts/index.js';
 import { collect, createTopics, publish } from '../../../src/transport/kafka/tools.js';
 import { jpegOf } from '../../helpers/images.js';
 import { kafkaBrokers } from '../../helpers/kafka.js';

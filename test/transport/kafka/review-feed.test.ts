@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { createReviewMetrics } from '../../../src/metrics.js';
 import { openReviewDb, type ReviewDb } from '../../../src/review/db.js';
 import { createReviewStore, type ReviewStore } from '../../../src/review/store.js';
-import { parseFlagged, parseReviewDecision, type Decision } from '../../../src/transport/kafka/messages.js';
+import { parseFlagged, parseReviewDecision, type Decision } from '../../../src/contracts/index.js';
 import { createReviewFeed, type ReviewFeed, type ReviewFeedEvents, type ReviewFeedOptions } from '../../../src/transport/kafka/review-feed.js';
 import { collect, createTopics, publish } from '../../../src/transport/kafka/tools.js';
 import { flaggedMessage } from '../../helpers/review.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   parseReviewDecision, REVIEW_DECISION_SCHEMA, REVIEW_DECISIONS_TOPIC, reviewDecisionOf, type Decision, type ReviewDecision,
-} from '../../../src/transport/kafka/messages.js';
+} from '../../src/contracts/index.js';
 
 const SHA = 'e600ad87'.padEnd(64, '0');
 const minimal = { decisionId: 'd-1', label: 'ivory', verdict: 'confirmed', analyst: 'alice', decidedAt: '2025-03-01T12:00:00Z' };

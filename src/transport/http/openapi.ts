@@ -212,7 +212,7 @@ export function openApiDocument(config: Readonly<Pick<ServiceConfig, 'server' | 
           requestBody: {
             required: true,
             content: {
-              'multipart/form-data': { schema: { type: 'object', required: ['image'], properties: { image: binary } } },
+              'multipart/form-data': { schema: { type: 'object', additionalProperties: false, required: ['image'], properties: { image: binary } } },
               'image/*': { schema: binary },
               'application/json': { schema: ref('ScreenJson') },
             },
@@ -227,7 +227,7 @@ export function openApiDocument(config: Readonly<Pick<ServiceConfig, 'server' | 
           requestBody: {
             required: true,
             content: {
-              'multipart/form-data': { schema: { type: 'object', required: ['images'], properties: { images: { type: 'array', ...batchItems, items: { ...binary, minLength: 0, description: 'an empty or unreadable file is that item\'s error' } } } } },
+              'multipart/form-data': { schema: { type: 'object', additionalProperties: false, required: ['images'], properties: { images: { type: 'array', ...batchItems, items: { ...binary, minLength: 0, description: 'an empty or unreadable file is that item\'s error' } } } } },
               'application/json': { schema: { type: 'object', additionalProperties: false, required: ['items'], properties: { items: { type: 'array', ...batchItems, items: ref('BatchItem') } } } },
             },
           },

@@ -28,7 +28,7 @@ describe('importing PaddleClas .pdparams', () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  for (const arch of ['ResNet50_vd', 'ResNet18_vd'] as const) {
+  for (const arch of ['ResNet50_vd', 'ResNet18_vd', 'EfficientNetLite0'] as const) {
     test(`${arch}: Paddle and the exported ONNX model run by the service engine agree within 1e-4`, async () => {
       const classes = 7;
       const weights = path.join(tmp, `${arch}.pdparams`);

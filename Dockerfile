@@ -66,6 +66,7 @@ FROM ${NODE_IMAGE} AS app
 WORKDIR /app
 COPY package.json tsconfig.json ./
 COPY src/*.ts src/
+COPY src/contracts src/contracts
 COPY src/batching src/batching
 COPY src/model src/model
 COPY src/policy src/policy

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { loadConfig, REPO_ROOT, type ServiceConfig } from '../../src/config.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { until } from './wait.js';
 
 /** The shipped default model; WILDLIFE_TEST_MODELS=dir1,dir2 points tests elsewhere. */
 export const TEST_MODEL_DIRS = process.env.WILDLIFE_TEST_MODELS?.split(',') ?? [path.join(REPO_ROOT, 'models', 'wildlife-resnet50vd')];
@@ -16,4 +17,16 @@ export async function startTestServer(overrides: Overrides = {}, env: NodeJS.Pro
     models: { directories: TEST_MODEL_DIRS, intraOpThreads: 2, ...overrides.models },
   } as unknown as Record<string, Record<string, unknown>>);
   return startServer(config, { logger: pino({ level: 'silent' }) });
+}
+
+/** The real service with its Kafka pipeline, once the pipeline runs (consuming) on the real broker. */
+export async function startKafkaTestServer(overrides: Overrides = {}): Promise<RunningServer> {
+  const server = await startTestServer(overrides);
+  try {
+    await until('the Kafka pipeline to run', () => server.kafka?.state() === 'running', { timeoutMs: 30_000, intervalMs: 250 });
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+  return server;
 }

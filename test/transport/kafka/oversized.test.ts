@@ -10,7 +10,7 @@ import type { RunningServer } from '../../../src/server.js';
 import { collect, createTopics, publish, type TopicCollector } from '../../../src/transport/kafka/tools.js';
 import { pngOf } from '../../helpers/images.js';
 import { kafkaBrokers, uniqueTopics } from '../../helpers/kafka.js';
-import { startTestServer } from '../../helpers/server.js';
+import { startKafkaTestServer } from '../../helpers/server.js';
 
 const crawled = (id: string, imageBase64: string, extra: Record<string, unknown> = {}) => ({
   schema: 'images.crawled/v1', id, imageBase64,
@@ -44,9 +44,7 @@ describe('no single Kafka message stops the pipeline (real broker)', () => {
   before(async () => {
     brokers = await kafkaBrokers();
     photo = (await pngOf(64, 64)).toString('base64');
-    server = await startTestServer({ kafka: { brokers, ...names, partitions: 1, maxAttempts: 3, retryBackoffMs: 50 } });
-    for (let i = 0; i < 120 && server.kafka?.state() !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
-    assert.equal(server.kafka?.state(), 'running');
+    server = await startKafkaTestServer({ kafka: { brokers, ...names, partitions: 1, maxAttempts: 3, retryBackoffMs: 50 } });
     outputs = await collect(brokers, [names.topics.results, names.topics.review, names.topics.dlq]);
   });
   after(async () => {
@@ -103,10 +101,9 @@ describe('a record the broker refuses as too large (real broker, topic limit bel
     // The results topic takes 64 KiB records at most: less than kafka.maxRecordBytes, as a
     // cluster with a stricter topic setting would.
     await createTopics(brokers, [names.topics.results], 1, { 'max.message.bytes': String(64 * 1024) });
-    const server = await startTestServer({ kafka: { brokers, ...names, partitions: 1 } });
+    const server = await startKafkaTestServer({ kafka: { brokers, ...names, partitions: 1 } });
     const outputs = await collect(brokers, [names.topics.results, names.topics.dlq]);
     try {
-      for (let i = 0; i < 120 && server.kafka?.state() !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
       const photo = (await pngOf(64, 64, { r: 30, g: 160, b: 90 })).toString('base64');
       await publish(brokers, names.topics.input, [
         { key: 'fits-ours-not-theirs', value: nearLimit('fits-ours-not-theirs', photo, 200_000) },

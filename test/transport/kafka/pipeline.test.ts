@@ -11,7 +11,7 @@ import { collect, publish, type TopicCollector } from '../../../src/transport/ka
 import { parseDeadLetter, parseFlagged, parseScreened } from '../../../src/contracts/index.js';
 import { jpegOf } from '../../helpers/images.js';
 import { kafkaBrokers, uniqueTopics } from '../../helpers/kafka.js';
-import { startTestServer } from '../../helpers/server.js';
+import { startKafkaTestServer, startTestServer } from '../../helpers/server.js';
 
 const listing = (i: number | string) => ({ url: `https://market.example/item/${i}`, platform: 'example-market', title: `carving ${i}`, seller: 's1' });
 const crawled = (id: string, image: { url?: string; imageBase64?: string }) => JSON.stringify({ schema: 'images.crawled/v1', id, ...image, listing: listing(id), crawledAt: new Date().toISOString() });
@@ -41,13 +41,11 @@ describe('the Kafka pipeline on a real broker', () => {
     await new Promise<void>((resolve) => images.listen(0, '127.0.0.1', resolve));
     imagesUrl = `http://127.0.0.1:${(images.address() as AddressInfo).port}`;
     poolDir = await mkdtemp(path.join(os.tmpdir(), 'wildlife-kafka-pool-'));
-    server = await startTestServer({
+    server = await startKafkaTestServer({
       fetch: { allowlist: ['127.0.0.1'], timeoutMs: 400 },
       kafka: { brokers, ...names, partitions: 2, maxAttempts: 3, retryBackoffMs: 50, lagIntervalMs: 300 },
       pool: { enabled: true, directory: poolDir, sampleRate: 1, sources: ['kafka'] },
     });
-    for (let i = 0; i < 120 && server.kafka?.state() !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
-    assert.equal(server.kafka?.state(), 'running');
     outputs = await collect(brokers, [names.topics.results, names.topics.review, names.topics.dlq]);
   });
   after(async () => {

@@ -10,7 +10,7 @@ import type { RunningServer } from '../../../src/server.js';
 import { collect, publish, type TopicCollector } from '../../../src/transport/kafka/tools.js';
 import { jpegOf } from '../../helpers/images.js';
 import { kafkaBrokers, kafkaScript, uniqueTopics } from '../../helpers/kafka.js';
-import { startTestServer, TEST_MODEL_DIRS } from '../../helpers/server.js';
+import { startKafkaTestServer, TEST_MODEL_DIRS } from '../../helpers/server.js';
 
 async function messages(prefix: string, count: number) {
   return Promise.all(Array.from({ length: count }, async (_, i) => ({
@@ -92,10 +92,9 @@ describe('Kafka delivery survives failures', () => {
       return;
     }
     const names = uniqueTopics('restart');
-    const server: RunningServer = await startTestServer({ kafka: { brokers, ...names, partitions: 2, concurrency: 4 } });
+    const server: RunningServer = await startKafkaTestServer({ kafka: { brokers, ...names, partitions: 2, concurrency: 4 } });
     const outputs = await collect(brokers, [names.topics.results]);
     try {
-      for (let i = 0; i < 120 && server.kafka?.state() !== 'running'; i++) await new Promise((r) => setTimeout(r, 250));
       const input = await messages('r', 40);
       await publish(brokers, names.topics.input, input);
       await outputs.waitFor((r) => r.length >= 3, 60_000);

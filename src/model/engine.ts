@@ -8,6 +8,15 @@ import ort from 'onnxruntime-node';
 import { ScreeningError } from '../errors.js';
 import { fileSha256, ONNX_FILE, readManifest, type ModelManifest } from './manifest.js';
 
+// ONNX Runtime ≥ 1.29 starts a telemetry client on Linux when its environment is created (at the
+// first session), and that client runs libstdc++ std::regex over /proc/self/cmdline. The regex
+// engine recurses once per character, so a long command line (`npm run screen -- dir/*.jpg` with a
+// few hundred files: ~29 000 characters on an 8 MiB stack) overflows the main thread's stack and the
+// process dies with SIGSEGV before any model is loaded. The variable is read only then, so setting it
+// here is early enough. A screening service has no business uploading usage data anyway; an operator
+// who sets the variable explicitly keeps their value.
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+
 export type ExecutionProvider = 'cpu' | 'cuda' | 'tensorrt';
 
 export interface EngineOptions {

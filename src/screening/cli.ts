@@ -5,9 +5,37 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadConfig, REPO_ROOT } from '../config.js';
+import { loadConfig, REPO_ROOT, type ServiceConfig } from '../config.js';
 import { isScreeningError, ScreeningError } from '../errors.js';
-import { createScreeningService } from './service.js';
+import { createScreeningService, type ScreeningService } from './service.js';
+
+/**
+ * Inputs in flight at once. Submitting every input together (a shell glob can name thousands) holds
+ * every file and decoded image in memory at once, overflows the batch queue (QUEUE_FULL) and lets
+ * the inputs at the back of the queue run past their deadline (DEADLINE_EXCEEDED) on a busy
+ * machine: good photos reported as failures. Two batches' worth keeps one batch running while the
+ * next is read, decoded and queued; never more than the queue accepts.
+ */
+function cliConcurrency(batching: ServiceConfig['batching']): number {
+  const batch = batching.enabled ? batching.maxBatchSize : 1;
+  return Math.max(1, Math.min(batching.maxQueueSize, 2 * batch));
+}
+
+type Line = Record<string, unknown>;
+
+async function screenOne(service: ScreeningService, input: string): Promise<{ line: Line; ok: boolean }> {
+  try {
+    const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(input);
+    const bytes = isUrl ? undefined : await readFile(input).catch((cause: unknown) => {
+      throw new ScreeningError('INPUT_NOT_READABLE', `${input}: ${(cause as Error).message}`, { cause });
+    });
+    const result = await service.screen(isUrl ? { url: input, source: 'cli' } : { bytes, source: 'cli' });
+    return { line: { input, ...result }, ok: true };
+  } catch (err) {
+    const code = isScreeningError(err) ? err.code : 'INTERNAL';
+    return { line: { input, error: { code, message: (err as Error).message } }, ok: false };
+  }
+}
 
 async function main(): Promise<number> {
   const inputs = process.argv.slice(2);
@@ -19,28 +47,35 @@ async function main(): Promise<number> {
   const service = await createScreeningService(config, path.join(REPO_ROOT, 'models'));
   let failed = 0;
   try {
-    const results = await Promise.all(inputs.map(async (input) => {
-      try {
-        const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(input);
-        const bytes = isUrl ? undefined : await readFile(input).catch((cause: unknown) => {
-          throw new ScreeningError('INPUT_NOT_READABLE', `${input}: ${(cause as Error).message}`, { cause });
-        });
-        const result = await service.screen(isUrl ? { url: input, source: 'cli' } : { bytes, source: 'cli' });
-        return { input, ...result };
-      } catch (err) {
-        failed++;
-        const code = isScreeningError(err) ? err.code : 'INTERNAL';
-        return { input, error: { code, message: (err as Error).message } };
+    // Lines go out as soon as every earlier input is done, so a long run shows progress and holds
+    // only the results that finished ahead of a slower earlier one.
+    const done = new Map<number, Line>();
+    let printed = 0;
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < inputs.length; i = next++) {
+        const { line, ok } = await screenOne(service, inputs[i]!);
+        if (!ok) failed++;
+        done.set(i, line);
+        for (let l = done.get(printed); l; l = done.get(printed)) {
+          done.delete(printed++);
+          process.stdout.write(`${JSON.stringify(l)}\n`);
+        }
       }
-    }));
-    for (const r of results) process.stdout.write(`${JSON.stringify(r)}\n`);
+    };
+    await Promise.all(Array.from({ length: Math.min(inputs.length, cliConcurrency(config.batching)) }, worker));
   } finally {
+    // Sessions are released before the process ends, not torn down under a running inference.
     await service.close();
   }
   return failed ? 1 : 0;
 }
 
-main().then((code) => process.exit(code), (err: unknown) => {
+// exitCode, not process.exit(): exit() can cut off stdout still buffered for a pipe (asynchronous on
+// some platforms) and skips the orderly release above.
+main().then((code) => {
+  process.exitCode = code;
+}, (err: unknown) => {
   process.stderr.write(`${(err as Error).message}\n`);
-  process.exit(1);
+  process.exitCode = 1;
 });

@@ -44,12 +44,13 @@ export interface ServiceConfig {
       mode: 'accounts' | 'proxy';
       accounts: Array<{ username: string; passwordHash: string; role: 'analyst' | 'lead' }>;
       proxy: { userHeader: string; roleHeader: string | null; leadValue: string; leads: string[] };
-      /** Failed sign-ins (src/review/throttle.ts explains the three limits). */
+      /** Failed sign-ins (src/review/throttle.ts explains the limits and trusted devices). */
       throttle: {
         perAccountClient: { freeFailures: number; baseDelaySeconds: number; maxDelaySeconds: number };
         perAccount: { freeFailures: number; baseDelaySeconds: number; maxDelaySeconds: number };
         perClient: { maxFailures: number; windowSeconds: number };
-        forgetAfterSeconds: number; knownClientSeconds: number; maxEntries: number;
+        perDevice: { freeFailures: number; baseDelaySeconds: number; maxDelaySeconds: number };
+        forgetAfterSeconds: number; knownClientSeconds: number; deviceCookieSeconds: number; maxEntries: number;
       };
     };
     sessionTtlSeconds: number; cookieSecure: boolean; trustProxy: number; metricsPort: number | null; undoWindowSeconds: number; pageSize: number;
@@ -134,11 +135,12 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
         userHeader: { type: 'string', pattern: '^[A-Za-z0-9-]{1,64}$' }, roleHeader: { type: ['string', 'null'], pattern: '^[A-Za-z0-9-]{1,64}$' },
         leadValue: { type: 'string', minLength: 1 }, leads: { type: 'array', items: { type: 'string', minLength: 1 } },
       }),
-      throttle: section(['perAccountClient', 'perAccount', 'perClient', 'forgetAfterSeconds', 'knownClientSeconds', 'maxEntries'], {
-        perAccountClient: backoff, perAccount: backoff,
+      throttle: section(['perAccountClient', 'perAccount', 'perClient', 'perDevice', 'forgetAfterSeconds', 'knownClientSeconds', 'deviceCookieSeconds', 'maxEntries'], {
+        perAccountClient: backoff, perAccount: backoff, perDevice: backoff,
         perClient: section(['maxFailures', 'windowSeconds'], { maxFailures: { type: 'integer', minimum: 1, maximum: 1_000_000 }, windowSeconds: { type: 'integer', minimum: 1, maximum: DAY_SECONDS } }),
         forgetAfterSeconds: { type: 'integer', minimum: 1, maximum: 30 * DAY_SECONDS },
         knownClientSeconds: { type: 'integer', minimum: 0, maximum: 365 * DAY_SECONDS },
+        deviceCookieSeconds: { type: 'integer', minimum: 60, maximum: 400 * DAY_SECONDS },
         // Each counter is a few hundred bytes; the cap keeps a flood of made-up names to a few MiB.
         maxEntries: { type: 'integer', minimum: 100, maximum: 1_000_000 },
       }),
@@ -275,7 +277,7 @@ export function loadConfig(
       for (const dup of new Set(names.filter((n, i) => names.indexOf(n) !== i))) problems.push(`review.auth.accounts: username "${dup}" appears more than once`);
     }
     const throttle = c.review.auth.throttle;
-    for (const name of ['perAccountClient', 'perAccount'] as const) {
+    for (const name of ['perAccountClient', 'perAccount', 'perDevice'] as const) {
       const limit = throttle[name];
       if (limit.maxDelaySeconds < limit.baseDelaySeconds) problems.push(`review.auth.throttle.${name}.maxDelaySeconds: must not be below baseDelaySeconds (${limit.baseDelaySeconds})`);
       // A counter forgotten before its longest delay would hand a patient guesser fresh free failures.

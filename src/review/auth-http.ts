@@ -26,6 +26,11 @@ declare global {
 
 export const DEFAULT_COOKIE_NAME = 'review_session';
 export const LOGIN_CSRF_COOKIE = 'review_login_csrf';
+/**
+ * The trusted-device cookie a sign-in sets (src/review/throttle.ts): it outlives sessions and sign-out,
+ * and only the sign-in form's path ever receives it.
+ */
+export const DEVICE_COOKIE = 'review_device';
 
 export interface AuthHttpOptions {
   cookieName?: string;
@@ -277,11 +282,13 @@ export function loginRouter(auth: ReviewAuth, options: AuthHttpOptions, routes?:
       return renderLogin(req, res, secure, { status: err.status, username, next, message: 'The sign-in form had expired or came from another site. Please try again.' });
     }
     try {
-      const { token } = await auth.signIn(username, password, req.ip ?? req.socket.remoteAddress ?? 'unknown');
+      const deviceCookie = parseCookies(req.get('cookie'))[DEVICE_COOKIE];
+      const { token, device } = await auth.signIn(username, password, req.ip ?? req.socket.remoteAddress ?? 'unknown', deviceCookie);
       // The old token (if any) dies here; sign-in always mints a new one, so a planted cookie is worthless.
       auth.signOut(sessionToken(req, options));
       setSessionCookie(res, token, auth.sessionTtlSeconds, options);
       res.append('Set-Cookie', serializeCookie(LOGIN_CSRF_COOKIE, '', { maxAgeSeconds: 0, secure, path: '/login' }));
+      res.append('Set-Cookie', serializeCookie(DEVICE_COOKIE, device.value, { maxAgeSeconds: device.maxAgeSeconds, secure, path: '/login' }));
       res.redirect(303, next);
     } catch (err) {
       if (!isScreeningError(err, 'REVIEW_LOGIN_FAILED') && !isScreeningError(err, 'REVIEW_LOGIN_THROTTLED')) throw err;

@@ -4,7 +4,8 @@
  * way a signed-in browser holds an opaque session token; the database keeps only its sha256, so a
  * leaked database or backup cannot be replayed as a cookie. Each session carries its own CSRF token.
  */
-import { createHash, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHash, createHmac, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { ServiceConfig } from '../config.js';
 import { ScreeningError } from '../errors.js';
 import type { Logger } from 'pino';
@@ -100,6 +101,58 @@ export class LoginThrottledError extends ScreeningError {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Device cookies (throttle.ts says what they are for)
+
+/** What the HTTP layer sets after a successful sign-in: the cookie's value and lifetime. */
+export interface DeviceCookie { value: string; maxAgeSeconds: number }
+
+const DEVICE_COOKIE_MAX_LENGTH = 512;
+const DEVICE_ID_FORMAT = /^[A-Za-z0-9_-]{22}$/;
+
+/**
+ * The HMAC key for device cookies. It lives in the review database because the sessions do: a
+ * database that survives a restart keeps both the analysts' sessions and their trusted devices, and a
+ * fresh (or ':memory:') one starts both over. It is the auth module's own state, created on first use
+ * and idempotently, so it is not a numbered migration (db.ts): a build that does not know the table
+ * ignores it. Deleting the row (and restarting) makes every device cookie worthless, which is all a
+ * rotation needs: analysts' next sign-in gets a fresh one. Whoever can read the database can mint
+ * cookies with it, and so guess at the perDevice rate from as many made-up devices as they like: guard
+ * the file (and its backups) as the secret it holds.
+ */
+function deviceCookieKey(db: ReviewDb, created: Date): Buffer {
+  db.exec('CREATE TABLE IF NOT EXISTS auth_secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL, created_at TEXT NOT NULL)');
+  db.prepare('INSERT OR IGNORE INTO auth_secrets (name, value, created_at) VALUES (?, ?, ?)').run('device-cookie', randomBytes(32), created.toISOString());
+  return (db.prepare('SELECT value FROM auth_secrets WHERE name = ?').get('device-cookie') as { value: Buffer }).value;
+}
+
+/**
+ * `<username, base64url>.<id>.<expiry, unix seconds>.<HMAC-SHA256 of the three>`. The username is the
+ * account's lower-cased name, the key the throttle counts by; the expiry is signed because the
+ * browser's Max-Age is only a request to the browser.
+ */
+function deviceCookieCodec(key: Buffer) {
+  const mac = (body: string) => createHmac('sha256', key).update(`review-device-v1.${body}`).digest();
+  return {
+    mint(username: string, expiresAt: number): string {
+      const body = `${Buffer.from(username).toString('base64url')}.${randomBytes(16).toString('base64url')}.${Math.floor(expiresAt / 1000)}`;
+      return `${body}.${mac(body).toString('base64url')}`;
+    },
+    /** The device id if `value` is a cookie we minted for `username` that has not expired; else undefined. */
+    verify(value: string | undefined, username: string, now: number): string | undefined {
+      if (typeof value !== 'string' || value.length > DEVICE_COOKIE_MAX_LENGTH) return undefined;
+      const parts = value.split('.');
+      if (parts.length !== 4) return undefined;
+      const [user, id, expiry, signature] = parts as [string, string, string, string];
+      const supplied = Buffer.from(signature, 'base64url');
+      const expected = mac(`${user}.${id}.${expiry}`);
+      if (supplied.length !== expected.length || !timingSafeEqual(supplied, expected)) return undefined;
+      if (!DEVICE_ID_FORMAT.test(id) || !/^\d{1,12}$/.test(expiry) || Number(expiry) * 1000 <= now) return undefined;
+      return Buffer.from(user, 'base64url').toString() === username ? id : undefined;
+    },
+  };
+}
+
 /** Sessions kept per user in proxy mode (one per browser the user signs in with, and then some). */
 export const PROXY_SESSIONS_PER_USER = 20;
 
@@ -125,8 +178,12 @@ type Headers = Record<string, string | string[] | undefined>;
 export interface ReviewAuth {
   readonly mode: ReviewConfig['auth']['mode'];
   readonly sessionTtlSeconds: number;
-  /** Accounts mode. Throws REVIEW_LOGIN_FAILED (unknown user or wrong password alike) or LoginThrottledError. */
-  signIn(username: string, password: string, clientKey: string): Promise<{ token: string; session: ReviewSession }>;
+  /**
+   * Accounts mode. Throws REVIEW_LOGIN_FAILED (unknown user or wrong password alike) or
+   * LoginThrottledError. `deviceCookie` is the browser's device cookie, if any; on success `device` is
+   * the new one to set in its place.
+   */
+  signIn(username: string, password: string, clientKey: string, deviceCookie?: string): Promise<{ token: string; session: ReviewSession; device: DeviceCookie }>;
   /** The live session for a cookie token; null when unknown, expired, or (accounts mode) the account is gone. */
   session(token: string | undefined): ReviewSession | null;
   /** Proxy mode: the session for the proxy's user header, reusing the cookie's when it is theirs. */
@@ -170,7 +227,11 @@ export function createReviewAuth(db: ReviewDb, config: ReviewConfig, options: { 
   const { mode } = config.auth;
   const accounts = new Map(config.auth.accounts.map((a) => [a.username.toLowerCase(), a]));
   const dummyHash = dummyHashLike(config.auth.accounts[0]?.passwordHash);
-  const throttle = new LoginThrottle(config.auth.throttle, () => now().getTime(), options.logger ? logLockout(options.logger) : undefined);
+  // The throttle only measures durations, so unless a test injects a clock it gets a monotonic one
+  // (aligned with the wall clock at start, so that lockout log lines still say roughly when).
+  const throttleClock = options.now ? () => now().getTime() : () => performance.timeOrigin + performance.now();
+  const throttle = new LoginThrottle(config.auth.throttle, throttleClock, options.logger ? logLockout(options.logger) : undefined);
+  const devices = mode === 'accounts' ? deviceCookieCodec(deviceCookieKey(db, now())) : null;
 
   const statements = {
     insert: db.prepare('INSERT INTO sessions (id, username, role, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -221,14 +282,17 @@ export function createReviewAuth(db: ReviewDb, config: ReviewConfig, options: { 
     return withRole(row, account.role);
   }
 
-  async function signIn(username: string, password: string, clientKey: string): Promise<{ token: string; session: ReviewSession }> {
-    if (mode !== 'accounts') throw new Error('signIn is only available in accounts mode; in proxy mode the proxy signs users in');
+  async function signIn(username: string, password: string, clientKey: string, deviceCookie?: string): Promise<{ token: string; session: ReviewSession; device: DeviceCookie }> {
+    if (mode !== 'accounts' || !devices) throw new Error('signIn is only available in accounts mode; in proxy mode the proxy signs users in');
     const name = typeof username === 'string' ? username.trim() : '';
     // Keyed by the name as typed, whether or not it is an account, so that throttling says nothing about which names exist.
     const key = name.toLowerCase();
-    const wait = throttle.retryAfter(key, clientKey);
+    // Only a successful sign-in mints a cookie, so an unknown name never has a valid one, and a cookie
+    // for another account (a shared machine) is no cookie for this one.
+    const deviceId = devices.verify(deviceCookie, key, now().getTime());
+    const wait = throttle.retryAfter(key, clientKey, deviceId);
     if (wait > 0) throw new LoginThrottledError(wait);
-    const attempt = throttle.begin(key, clientKey);
+    const attempt = throttle.begin(key, clientKey, deviceId);
     const account = accounts.get(key);
     const ok = await verifyPassword(typeof password === 'string' ? password : '', account?.passwordHash ?? dummyHash);
     if (!account || !ok) {
@@ -236,7 +300,10 @@ export function createReviewAuth(db: ReviewDb, config: ReviewConfig, options: { 
       throw new ScreeningError('REVIEW_LOGIN_FAILED');
     }
     throttle.succeeded(attempt);
-    return createSession(account.username, account.role);
+    // A new id on every sign-in, so the device starts with a clean count of its own, and a new expiry.
+    const lifetime = config.auth.throttle.deviceCookieSeconds;
+    const device = { value: devices.mint(key, now().getTime() + lifetime * 1000), maxAgeSeconds: lifetime };
+    return { ...createSession(account.username, account.role), device };
   }
 
   function session(token: string | undefined): ReviewSession | null {

@@ -40,7 +40,9 @@ export function isCalendarDateTime(text: string): boolean {
   const m = DATE_TIME_PARTS.exec(text);
   if (!m) return false;
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  // Computed, not taken from Date.UTC, which reads years 0–99 as 1900–1999.
+  const daysInMonth = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return false;
   return m[7] === undefined || (Number(m[7]) <= 23 && Number(m[8]) <= 59);
 }

@@ -22,8 +22,8 @@ const reasonOf = (parsed: { ok: boolean; reason?: string }) => (parsed.ok ? 'ok'
 
 describe('date-times on the wire', () => {
   test('only real calendar instants pass, whatever the pattern admits', () => {
-    for (const good of ['2025-03-01T12:00:00Z', '2024-02-29T23:59:59.999+01:00', '2025-12-31T00:00:00-23:59']) assert.ok(isCalendarDateTime(good), good);
-    for (const bad of ['2025-13-45T99:99:99Z', '2025-02-29T00:00:00Z', '2025-04-31T00:00:00Z', '2025-01-01T24:00:00Z', '2025-01-01T00:60:00Z', '2025-01-01T00:00:60Z', '2025-01-01T00:00:00+24:00', '2025-01-01 00:00:00Z']) {
+    for (const good of ['2025-03-01T12:00:00Z', '2024-02-29T23:59:59.999+01:00', '2025-12-31T00:00:00-23:59', '2000-02-29T00:00:00Z', '0000-02-29T00:00:00Z']) assert.ok(isCalendarDateTime(good), good);
+    for (const bad of ['2025-13-45T99:99:99Z', '2025-02-29T00:00:00Z', '1900-02-29T00:00:00Z', '2025-00-10T00:00:00Z', '2025-04-31T00:00:00Z', '2025-01-01T24:00:00Z', '2025-01-01T00:60:00Z', '2025-01-01T00:00:60Z', '2025-01-01T00:00:00+24:00', '2025-01-01 00:00:00Z']) {
       assert.ok(!isCalendarDateTime(bad), bad);
     }
   });

@@ -42,6 +42,9 @@ export interface OutgoingRecord { topic: string; key: string; value: string }
  * (message.max.bytes) applies to the record batch kafkajs builds per partition and request, not
  * to one record: two 600 KB flags for one partition in one request are refused together.
  */
+/** What a record adds to a batch beyond its key and value (length varints, timestamp and offset deltas, headers count), rounded up. */
+const RECORD_FRAMING_BYTES = 32;
+
 export async function sendBounded(producer: Producer, records: readonly OutgoingRecord[], maxBytes: number): Promise<void> {
   let pending: OutgoingRecord[] = [];
   let bytes = 0;
@@ -57,7 +60,7 @@ export async function sendBounded(producer: Producer, records: readonly Outgoing
     await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
   };
   for (const record of records) {
-    const size = serializedBytes(record.key) + serializedBytes(record.value);
+    const size = serializedBytes(record.key) + serializedBytes(record.value) + RECORD_FRAMING_BYTES;
     if (pending.length && bytes + size > maxBytes) await flush();
     pending.push(record);
     bytes += size;

@@ -37,12 +37,37 @@ export interface KafkaPipeline {
   on<K extends keyof KafkaEvents>(event: K, listener: (e: KafkaEvents[K]) => void): void;
 }
 
-type Handled = { outputs: OutgoingRecord[]; outcome: Outcome; code?: string; crawlToDecisionMs?: number | null };
-
 interface Failure { code: ErrorCode; reason: string; retriable: boolean; attempts: number }
 
-/** Budgets for a dead letter that replaces records the broker refused: its limit is below ours, by how much is unknown. */
-const REFUSED_DEAD_LETTER_BUDGETS = [64 * 1024, 16 * 1024];
+interface Handled {
+  outputs: OutgoingRecord[];
+  outcome: Outcome;
+  code?: string;
+  crawlToDecisionMs?: number | null;
+  /** A dead letter's failure, kept so a smaller copy can say the same thing. */
+  failure?: Failure;
+  /** The same outputs encoded within a smaller budget, or a failure when they cannot be. */
+  shrink?(maxBytes: number): OutgoingRecord[] | Failure;
+}
+
+/**
+ * Budgets to fall back on when the broker refuses a record that fits kafka.maxRecordBytes (its
+ * limit is lower, by how much is unknown): decisions first try the larger without their
+ * pass-through fields, dead letters with less of the original.
+ */
+const REFUSAL_BUDGETS = [64 * 1024, 16 * 1024];
+
+/**
+ * An error that did not come from Kafka (a TypeError inside the client, say) tells nothing about
+ * the messages: marked retriable, kafkajs restarts the consumer and redelivers instead of leaving
+ * every partition stopped for good.
+ */
+function restartable(err: unknown): unknown {
+  let origin = err as { name?: string; cause?: unknown } | undefined;
+  while (origin?.cause) origin = origin.cause as typeof origin;
+  if (!origin || String(origin.name).startsWith('KafkaJS')) return err;
+  return Object.assign(new Error(`pipeline batch failed: ${(err as Error).message}`), { name: 'PipelineBatchError', retriable: true, original: err });
+}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -50,6 +75,8 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
   private readonly kafka: Kafka;
   private readonly consumer: Consumer;
   private producer: Producer;
+  /** The chunk being produced; the next waits for it (see produce()). */
+  private producing: Promise<void> = Promise.resolve();
   private readonly admin: Admin;
   private current: PipelineState = 'stopped';
   private paused = false;
@@ -161,7 +188,15 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     }
   }
 
-  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+    try {
+      await this.consumeBatch(payload);
+    } catch (err) {
+      throw restartable(err);
+    }
+  }
+
+  private async consumeBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     const size = this.settings.concurrency;
     for (let i = 0; i < batch.messages.length; i += size) {
       // Paused or rebalanced: leave the rest unresolved; it is fetched again later.
@@ -185,43 +220,56 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
   }
 
   /**
-   * Produces a chunk's outputs. When the broker refuses a record as too large or invalid (its limit
-   * can be below kafka.maxRecordBytes, e.g. a topic's max.message.bytes), resending cannot help and
-   * must not stop the partition: each message's outputs are sent on their own, and a message whose
-   * records are refused is dead-lettered instead, with the broker's reason.
+   * Produces a chunk's outputs, one chunk at a time across partitions: kafkajs's idempotent
+   * producer must not be replaced (below) while another partition is sending through it.
    */
-  private async produce(handled: Handled[], chunk: KafkaMessage[], topic: string, partition: number): Promise<void> {
-    const budget = this.settings.maxRecordBytes;
+  private produce(handled: Handled[], chunk: KafkaMessage[], topic: string, partition: number): Promise<void> {
+    const run = this.producing.then(() => this.produceChunk(handled, chunk, topic, partition));
+    this.producing = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * When the broker refuses a record as too large or invalid (its limit can be below
+   * kafka.maxRecordBytes, e.g. a topic's max.message.bytes), resending cannot help and must not
+   * stop the partition: each message's outputs are sent on their own, then smaller (a decision
+   * without its pass-through fields, a dead letter with less of the original), and a decision that
+   * still does not fit is dead-lettered with the broker's reason.
+   */
+  private async produceChunk(handled: Handled[], chunk: KafkaMessage[], topic: string, partition: number): Promise<void> {
+    if (!(await this.trySend(handled.flatMap((h) => h.outputs)))) return;
+    for (const [i, h] of handled.entries()) {
+      const refusal = await this.trySend(h.outputs);
+      if (refusal) handled[i] = await this.sendSmaller(h, refusal, chunk[i]!, topic, partition);
+    }
+  }
+
+  private async sendSmaller(h: Handled, refusal: Error, message: KafkaMessage, topic: string, partition: number): Promise<Handled> {
+    if (!h.failure && h.shrink) {
+      for (const maxBytes of REFUSAL_BUDGETS) {
+        const smaller = h.shrink(maxBytes);
+        if (!Array.isArray(smaller)) break;
+        if (!(await this.trySend(smaller))) return { ...h, outputs: smaller };
+      }
+    }
+    const failure = h.failure ?? { code: 'RECORD_TOO_LARGE', reason: `the broker refused an output record (${refusal.message}), also within ${REFUSAL_BUDGETS.at(-1)} bytes without its pass-through fields`, retriable: false, attempts: 1 };
+    for (const maxBytes of REFUSAL_BUDGETS) {
+      const letter = this.deadLetter(topic, partition, message, failure, maxBytes);
+      if (!(await this.trySend(letter.outputs))) return letter;
+    }
+    // Even a small dead letter refused: the DLQ topic itself is misconfigured, which no message can fix.
+    throw new Error(`the broker refused a ${REFUSAL_BUDGETS.at(-1)}-byte dead letter for ${topic}/${partition}@${message.offset}; check max.message.bytes of ${this.settings.topics.dlq}`);
+  }
+
+  /** Sends records: null when sent, the broker's refusal when it refused one for what it is (the producer is renewed then). */
+  private async trySend(records: OutgoingRecord[]): Promise<Error | null> {
     try {
-      await sendBounded(this.producer, handled.flatMap((h) => h.outputs), budget);
-      return;
+      await sendBounded(this.producer, records, this.settings.maxRecordBytes);
+      return null;
     } catch (err) {
       if (!isRecordRefused(err)) throw err;
       await this.renewProducer(err);
-    }
-    for (const [i, h] of handled.entries()) {
-      let refusal: unknown;
-      try {
-        await sendBounded(this.producer, h.outputs, budget);
-        continue;
-      } catch (err) {
-        if (!isRecordRefused(err)) throw err;
-        refusal = err;
-        await this.renewProducer(err);
-      }
-      const failure: Failure = { code: 'RECORD_TOO_LARGE', reason: `the broker refused an output record: ${(refusal as Error).message}`, retriable: false, attempts: 1 };
-      for (const [n, maxBytes] of REFUSED_DEAD_LETTER_BUDGETS.entries()) {
-        const letter = this.deadLetter(topic, partition, chunk[i]!, failure, maxBytes);
-        try {
-          await sendBounded(this.producer, letter.outputs, budget);
-          handled[i] = letter;
-          break;
-        } catch (err) {
-          // Even a small dead letter refused: the DLQ itself is misconfigured, which no message can fix.
-          if (!isRecordRefused(err) || n === REFUSED_DEAD_LETTER_BUDGETS.length - 1) throw err;
-          await this.renewProducer(err);
-        }
-      }
+      return err as Error;
     }
   }
 
@@ -230,6 +278,7 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
    * broker's (seen on Kafka 4.4: the next send fails with OUT_OF_ORDER_SEQUENCE_NUMBER and the
    * consumer dies), and reconnecting keeps them. A new producer gets a new producer id, and with it
    * fresh sequences; records sent twice are the at-least-once duplicates consumers already handle.
+   * Only called from within produce(), so no other send is using the old producer.
    */
   private async renewProducer(cause: unknown): Promise<void> {
     this.emit('clientError', { kind: 'record_refused', error: cause as Error });
@@ -243,7 +292,7 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     const at = { topic, partition, offset: message.offset };
     const key = deadLetterKey(message.key, at);
     const letter = deadLetterOf({ ...failure, ...at, key: message.key, timestamp: message.timestamp, value: message.value }, maxBytes - serializedBytes(key));
-    return { outcome: 'dead_lettered', code: failure.code, outputs: [{ topic: this.settings.topics.dlq, key, value: JSON.stringify(letter) }] };
+    return { outcome: 'dead_lettered', code: failure.code, failure, outputs: [{ topic: this.settings.topics.dlq, key, value: JSON.stringify(letter) }] };
   }
 
   /** Screens one message into its outputs; null means "shutting down, redeliver later". */
@@ -276,14 +325,19 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     const decision = decisionOf(input, result, new Date());
     // An inline photo exists nowhere else: the flag carries it to the analysts' console.
     const records = [{ topic: t.results, decision }, ...(result.flagged ? [{ topic: t.review, decision: flaggedOf(decision, input.imageBase64) }] : [])];
-    const outputs: OutgoingRecord[] = [];
-    for (const record of records) {
-      const encoded = encodeDecision(record.decision, this.settings.maxRecordBytes - serializedBytes(input.id));
-      if (!encoded.ok) return dead({ code: encoded.code, reason: encoded.reason, retriable: false, attempts: 1 });
-      if (encoded.omitted.length) this.emit('omitted', { inputId: input.id, topic: record.topic, omitted: encoded.omitted });
-      outputs.push({ topic: record.topic, key: input.id, value: encoded.value });
-    }
-    return { outputs, outcome: result.flagged ? 'flagged' : 'screened', crawlToDecisionMs: decision.timings.crawlToDecisionMs };
+    const encode = (maxBytes: number): OutgoingRecord[] | Failure => {
+      const outputs: OutgoingRecord[] = [];
+      for (const record of records) {
+        const encoded = encodeDecision(record.decision, maxBytes - serializedBytes(input.id));
+        if (!encoded.ok) return { code: encoded.code, reason: encoded.reason, retriable: false, attempts: 1 };
+        if (encoded.omitted.length) this.emit('omitted', { inputId: input.id, topic: record.topic, omitted: encoded.omitted });
+        outputs.push({ topic: record.topic, key: input.id, value: encoded.value });
+      }
+      return outputs;
+    };
+    const outputs = encode(this.settings.maxRecordBytes);
+    if (!Array.isArray(outputs)) return dead(outputs);
+    return { outputs, shrink: encode, outcome: result.flagged ? 'flagged' : 'screened', crawlToDecisionMs: decision.timings.crawlToDecisionMs };
   }
 
   async stop(): Promise<void> {

@@ -94,26 +94,59 @@ describe('no single Kafka message stops the pipeline (real broker)', () => {
   });
 });
 
-describe('a record the broker refuses as too large (real broker, topic limit below the budget)', () => {
-  test('goes to the DLQ as RECORD_TOO_LARGE while the next message is decided and /readyz stays 200', async () => {
+describe('records the broker refuses although they fit kafka.maxRecordBytes (real broker, topic limits below the budget)', () => {
+  test('a decision too big for its topic goes without its listing metadata, on every partition at once, and the pipeline keeps running', async () => {
     const brokers = await kafkaBrokers();
     const names = uniqueTopics('refused');
-    // The results topic takes 64 KiB records at most: less than kafka.maxRecordBytes, as a
-    // cluster with a stricter topic setting would.
+    // The results topic takes 64 KiB records at most, as a cluster with a stricter topic setting would.
     await createTopics(brokers, [names.topics.results], 1, { 'max.message.bytes': String(64 * 1024) });
-    const server = await startKafkaTestServer({ kafka: { brokers, ...names, partitions: 1 } });
+    // Three input partitions consumed at once: a refusal on one must not break the others' sends.
+    const server = await startKafkaTestServer({ kafka: { brokers, ...names, partitions: 3, partitionsConsumedConcurrently: 3, concurrency: 2 } });
     const outputs = await collect(brokers, [names.topics.results, names.topics.dlq]);
     try {
       const photo = (await pngOf(64, 64, { r: 30, g: 160, b: 90 })).toString('base64');
+      const padded = Array.from({ length: 6 }, (_, i) => ({ key: `padded-${i}`, value: nearLimit(`padded-${i}`, photo, 200_000) }));
+      const small = Array.from({ length: 30 }, (_, i) => ({ key: `small-${i}`, value: JSON.stringify(crawled(`small-${i}`, photo)) }));
+      await publish(brokers, names.topics.input, [...padded, ...small]);
+      const keys = [...padded, ...small].map((m) => m.key);
+      const records = await outputs.waitFor((r) => keys.every((k) => r.some((x) => x.key === k && x.topic === names.topics.results)), 90_000);
+      for (const { key } of padded) {
+        const d = JSON.parse(records.find((x) => x.key === key && x.topic === names.topics.results)!.value) as Json;
+        assert.equal(d.meta, undefined, key);
+        assert.equal(d.omitted?.[0]?.field, 'meta', key);
+      }
+      assert.ok(!records.some((x) => x.topic === names.topics.dlq), 'nothing dead-lettered');
+      assert.equal(server.kafka?.state(), 'running');
+      assert.equal(await readyz(server), 200);
+    } finally {
+      await outputs.close();
+      await server.close();
+    }
+  });
+
+  test('what cannot fit at all is dead-lettered (RECORD_TOO_LARGE with the broker\'s reason; a refused dead letter goes smaller, keeping its own reason)', async () => {
+    const brokers = await kafkaBrokers();
+    const names = uniqueTopics('refused-dlq');
+    // No decision fits 512 bytes; dead letters get 64 KiB.
+    await createTopics(brokers, [names.topics.results], 1, { 'max.message.bytes': '512' });
+    await createTopics(brokers, [names.topics.dlq], 1, { 'max.message.bytes': String(64 * 1024) });
+    const server = await startKafkaTestServer({ kafka: { brokers, ...names, partitions: 1 } });
+    const outputs = await collect(brokers, [names.topics.dlq]);
+    try {
+      const photo = (await pngOf(64, 64)).toString('base64');
       await publish(brokers, names.topics.input, [
-        { key: 'fits-ours-not-theirs', value: nearLimit('fits-ours-not-theirs', photo, 200_000) },
-        { key: 'small', value: JSON.stringify(crawled('small', photo)) },
+        { key: 'nothing-fits', value: JSON.stringify(crawled('nothing-fits', photo)) },
+        // Invalid (no listing) and 300 KB: its first dead letter carries 256 KiB of it, over the DLQ's limit.
+        { key: 'invalid-and-big', value: JSON.stringify({ id: 'invalid-and-big', imageBase64: photo, crawledAt: new Date().toISOString(), meta: { pad: 'y'.repeat(300_000) } }) },
       ]);
-      const records = await outputs.waitFor((r) => r.some((x) => x.key === 'small' && x.topic === names.topics.results) && r.some((x) => x.key === 'fits-ours-not-theirs' && x.topic === names.topics.dlq), 60_000);
-      const letter = JSON.parse(records.find((x) => x.key === 'fits-ours-not-theirs' && x.topic === names.topics.dlq)!.value) as Json;
-      assert.equal(letter.code, 'RECORD_TOO_LARGE');
-      assert.equal(letter.retriable, false);
-      assert.match(letter.reason, /larger than the max message size/);
+      const records = await outputs.waitFor((r) => ['nothing-fits', 'invalid-and-big'].every((k) => r.some((x) => x.key === k)), 60_000);
+      const letter = (key: string) => JSON.parse(records.find((x) => x.key === key)!.value) as Json;
+      assert.equal(letter('nothing-fits').code, 'RECORD_TOO_LARGE');
+      assert.equal(letter('nothing-fits').retriable, false);
+      assert.match(letter('nothing-fits').reason, /larger than the max message size/);
+      assert.equal(letter('invalid-and-big').code, 'MESSAGE_INVALID', 'a smaller copy of a dead letter keeps its reason');
+      assert.match(letter('invalid-and-big').reason, /listing/);
+      assert.equal(letter('invalid-and-big').original.truncated, true);
       assert.equal(server.kafka?.state(), 'running');
       assert.equal(await readyz(server), 200);
     } finally {

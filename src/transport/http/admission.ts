@@ -11,11 +11,13 @@
  * that send files (browsers, curl, fetch with a Blob, FormData or Buffer) set Content-Length, so
  * the pessimism only costs chunked senders their concurrency, never the pod its memory.
  *
- * The reservation is held until the response closes (finished, failed or the client went away):
- * that is when the handler has dropped the body and the decoded image.
+ * The reservation is held while the body is read and screened: it is released when the handler
+ * settles or the parser fails, not when the response closes. A client that goes away does not
+ * stop its screening, which still holds the body, and a pipelined request on a destroyed socket
+ * may never see its response close at all.
  */
 import { EventEmitter } from 'node:events';
-import type { NextFunction, Request, Response } from 'express';
+import type { Request } from 'express';
 import { ScreeningError } from '../../errors.js';
 
 export interface AdmissionLimits {
@@ -55,30 +57,32 @@ export class Admission extends EventEmitter<AdmissionEvents> {
     return length > this.limits.bodyLimitBytes ? null : length;
   }
 
-  readonly middleware = (req: Request, res: Response, next: NextFunction): void => {
+  /**
+   * Admits a request or refuses it (413 REQUEST_BODY_TOO_LARGE, 503 QUEUE_FULL). An admitted
+   * request must call release() once it no longer holds its body; release is idempotent.
+   */
+  admit(req: Request): { release(): void } | ScreeningError {
     const reserve = this.reserveFor(req);
     if (reserve === null) {
       this.emit('rejected', { reason: 'too_large', reserve: Number(req.headers['content-length']) });
-      return next(new ScreeningError('REQUEST_BODY_TOO_LARGE', `Content-Length ${req.headers['content-length']} exceeds the limit of ${this.limits.bodyLimitBytes} bytes.`));
+      return new ScreeningError('REQUEST_BODY_TOO_LARGE', `Content-Length ${req.headers['content-length']} exceeds the limit of ${this.limits.bodyLimitBytes} bytes.`);
     }
     const reason: RejectionReason | null = this.#requests + 1 > this.limits.maxInFlightRequests ? 'requests'
       : this.#bytes + reserve > this.limits.maxInFlightBodyBytes ? 'body_bytes' : null;
     if (reason) {
       this.emit('rejected', { reason, reserve });
-      const error = Object.assign(new ScreeningError('QUEUE_FULL', 'Too many uploads in flight on this instance.'), { retryAfterSeconds: RETRY_AFTER_SECONDS });
-      return next(error);
+      return Object.assign(new ScreeningError('QUEUE_FULL', 'Too many uploads in flight on this instance.'), { retryAfterSeconds: RETRY_AFTER_SECONDS });
     }
     this.#bytes += reserve;
     this.#requests += 1;
     let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      this.#bytes -= reserve;
-      this.#requests -= 1;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#bytes -= reserve;
+        this.#requests -= 1;
+      },
     };
-    // 'close' comes after 'finish', and also when the client goes away before an answer.
-    res.once('close', release);
-    next();
-  };
+  }
 }

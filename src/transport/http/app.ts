@@ -268,13 +268,28 @@ export function createApp({ service, config, metrics, logger, readiness, admissi
     const problem = kind === 'multipart' ? multipartTypeProblem(req) : null;
     if (problem) return next(new ScreeningError('REQUEST_MALFORMED_MULTIPART', problem));
     // Admission before the parser: a refused body is never buffered (Node discards its bytes).
-    admission.middleware(req, res, (refused?: unknown) => {
-      if (refused) return next(refused);
-      parser.parse(req, res, (err?: unknown) => {
-        if (err) return next(err);
-        // Through a promise, so a handler's synchronous throw also reaches the error handler.
-        Promise.resolve().then(() => parser.handle(req)).then((body) => res.json(body), next);
-      });
+    const ticket = admission.admit(req);
+    if (ticket instanceof ScreeningError) return next(ticket);
+    // While the body is being read, a closed connection means it will never be handled; a parser
+    // that fails to call back then must not keep the reservation for good.
+    let handling = false;
+    const onSocketClose = () => {
+      if (!handling) release();
+    };
+    const release = () => {
+      req.socket.off('close', onSocketClose);
+      ticket.release();
+    };
+    req.socket.once('close', onSocketClose);
+    parser.parse(req, res, (err?: unknown) => {
+      if (err) {
+        release();
+        return next(err);
+      }
+      handling = true;
+      // Through a promise, so a handler's synchronous throw also reaches the error handler. The
+      // body is held until the handler settles, whether or not the client is still there.
+      Promise.resolve().then(() => parser.handle(req)).finally(release).then((body) => res.json(body), next);
     });
   };
 

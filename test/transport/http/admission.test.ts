@@ -148,3 +148,56 @@ describe('admission control: the body budget is checked before the body is read'
     await until(server.url, { bytes: 0, requests: 0 });
   });
 });
+
+/** Connects, sends `requests` raw HTTP/1.1 requests back to back (pipelined), then destroys the socket. */
+async function pipelineAndDrop(url: string, requests: Buffer[]): Promise<void> {
+  const { connect } = await import('node:net');
+  const { port } = new URL(url);
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1', () => {
+      socket.write(Buffer.concat(requests), () => setTimeout(() => {
+        socket.destroy();
+        resolve();
+      }, 50));
+    });
+    socket.on('error', reject);
+  });
+}
+
+describe('admission control: the reservation lasts as long as the body is held', () => {
+  let server: RunningServer;
+  let photo: Buffer;
+  before(async () => {
+    photo = await jpegOf('spotted_skin', 160, 120, 5);
+    // A batch waits up to 3 s for company, so a screened body is held well after its client left.
+    server = await startTestServer({
+      server: { bodyLimitBytes: BODY_LIMIT, maxInFlightBodyBytes: BUDGET, maxInFlightRequests: 8 },
+      batching: { enabled: true, maxBatchSize: 16, preferredBatchSizes: [16], maxQueueDelayMs: 3000 },
+      cache: { maxEntries: 0 },
+    });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  test('an upload whose client leaves while it is screened keeps its reservation until screening lets go of the body', async () => {
+    const bodies = await Promise.all([0, 1, 2].map((i) => jpegOf('spotted_skin', 150 + i, 120, 30 + i)));
+    const uploads = bodies.map((body) => upload(server.url, { sent: body }));
+    // Wait until all three are admitted and read, then leave.
+    await until(server.url, { bytes: bodies.reduce((n, b) => n + b.length, 0), requests: 3 });
+    for (const u of uploads) u.abort();
+    await new Promise((r) => setTimeout(r, 200));
+    const held = await gauges(server.url);
+    assert.equal(held.requests, 3, 'the bodies are still in the screening queue, so still counted');
+    await until(server.url, { bytes: 0, requests: 0 });
+  });
+
+  test('pipelined uploads on a connection that is destroyed release their reservations', async () => {
+    const raw = (i: number) => Buffer.concat([
+      Buffer.from(`POST /v1/screen HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: ${photo.length}\r\nX-Request-Id: pipelined-${i}\r\n\r\n`),
+      photo,
+    ]);
+    for (let round = 0; round < 3; round++) await pipelineAndDrop(server.url, [0, 1, 2, 3].map(raw));
+    await until(server.url, { bytes: 0, requests: 0 });
+  });
+});

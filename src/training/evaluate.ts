@@ -88,21 +88,30 @@ export function isFlagged(name: string, labels: readonly LabelSpec[], probabilit
 
 export function score(predictions: readonly Prediction[], labels: readonly LabelSpec[], modelName = 'model') {
   const names = labels.map((l) => l.name);
+  return scoreDecisions(predictions.map((p) => {
+    let best = 0;
+    for (let i = 1; i < p.probabilities.length; i++) if (p.probabilities[i]! > p.probabilities[best]!) best = i;
+    return { label: p.label, relevant: p.relevant, predicted: names[best]!, flagged: isFlagged(modelName, labels, p.probabilities) };
+  }), names);
+}
+
+/** One image's outcome: its true class, the predicted one and the flag decision, however reached. */
+export interface Decided { label: string; relevant: boolean; predicted: string; flagged: boolean }
+
+/** Top-1, flag counts, per-class metrics and the confusion matrix over `names` (the predictable classes). */
+export function scoreDecisions(items: readonly Decided[], names: readonly string[]) {
   const index = new Map(names.map((n, i) => [n, i]));
-  const extra = [...new Set(predictions.map((p) => p.label).filter((l) => !index.has(l)))].sort();
+  const extra = [...new Set(items.map((p) => p.label).filter((l) => !index.has(l)))].sort();
   const rows = [...names, ...extra];
   const matrix = rows.map(() => names.map(() => 0));
   const counts: BinaryCounts = { tp: 0, fp: 0, fn: 0, tn: 0 };
   let correct = 0;
-  for (const p of predictions) {
-    let best = 0;
-    for (let i = 1; i < p.probabilities.length; i++) if (p.probabilities[i]! > p.probabilities[best]!) best = i;
+  for (const p of items) {
     const truth = rows.indexOf(p.label);
-    matrix[truth]![best]!++;
-    if (names[best] === p.label) correct++;
-    const flagged = isFlagged(modelName, labels, p.probabilities);
-    if (flagged && p.relevant) counts.tp++;
-    else if (flagged) counts.fp++;
+    matrix[truth]![index.get(p.predicted)!]!++;
+    if (p.predicted === p.label) correct++;
+    if (p.flagged && p.relevant) counts.tp++;
+    else if (p.flagged) counts.fp++;
     else if (p.relevant) counts.fn++;
     else counts.tn++;
   }
@@ -115,7 +124,7 @@ export function score(predictions: readonly Prediction[], labels: readonly Label
     const recall = ratio(tp, support);
     if (support > 0 || predicted > 0) perClass[name] = { precision, recall, f1: f1Of(precision, recall), support };
   });
-  return { n: predictions.length, top1: ratio(correct, predictions.length), flag: flagMetrics(counts), perClass, confusion: { labels: rows, matrix }, unknownClasses: extra };
+  return { n: items.length, top1: ratio(correct, items.length), flag: flagMetrics(counts), perClass, confusion: { labels: rows, matrix: matrix.map((r) => [...r]) }, unknownClasses: extra };
 }
 
 export interface Calibration {

@@ -5,6 +5,10 @@
  * stdout (progress goes to stderr). --calibrate sets per-label thresholds for a target flag
  * precision on this data and writes them into model.json; --record writes the metrics there.
  * Calibrate on one split and --record on another, so the recorded numbers are not optimistic.
+ *
+ * npm run eval -- --served --data <root> [--labels CSV] [--split val] [--json]
+ * Evaluates what `npm start` serves: the config's model directories (CONFIG_FILE and MODEL_DIRS
+ * apply, as for the service) under the service's flag rule with the config's threshold overrides.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -17,10 +21,25 @@ import { renderReport } from '../report.js';
 import { compareModels, recordComparison, renderComparison } from '../ssld/compare.js';
 import type { Dataset } from '../dataset.js';
 import { parseFlags, runCli } from './args.js';
+import { loadConfig } from '../../config.js';
+import { evaluateServed } from '../served.js';
+
+const USAGE = 'usage: npm run eval -- (--model DIR | --served) --data ROOT [--labels CSV] [--split val] [--json] [--compare DIR]';
+
+/** Progress on stderr: a redrawn counter on a terminal, a line per tenth elsewhere (CI logs). */
+function progressReporter(prefix = ''): (done: number, total: number) => void {
+  let lastTenth = -1;
+  return (done, total) => {
+    if (process.stderr.isTTY) { process.stderr.write(`\r${prefix}evaluating ${done}/${total}${done === total ? '\n' : ''}`); return; }
+    const tenth = Math.floor((10 * done) / total);
+    if (tenth !== lastTenth) { lastTenth = tenth; process.stderr.write(`${prefix}evaluating ${done}/${total}\n`); }
+  };
+}
 
 runCli(async () => {
   const flags = parseFlags(process.argv.slice(2), {
-    model: { type: 'string', required: true, help: 'model directory (model.onnx + model.json)' },
+    model: { type: 'string', help: 'model directory (model.onnx + model.json); or --served' },
+    served: { type: 'boolean', help: 'evaluate the models and threshold overrides npm start serves (configs/default.yaml, CONFIG_FILE, MODEL_DIRS)' },
     data: { type: 'string', required: true, help: 'dataset root' },
     labels: { type: 'string', help: 'labels CSV (path,class[,trade_relevant,split]); omit for an image folder' },
     split: { type: 'string', help: 'only rows of this split (e.g. val)' },
@@ -30,21 +49,20 @@ runCli(async () => {
     report: { type: 'string', help: 'HTML report path (default runs/eval/<model>-<version>-<split>.html)' },
     threads: { type: 'string', help: 'ONNX Runtime intra-op threads (default: all cores)' },
     compare: { type: 'string', help: 'a second model directory (the one in service): evaluate both on the same images and compare; with --record the comparison goes into --model\'s model.json, which npm run model:promote checks' },
-  }, 'usage: npm run eval -- --model DIR --data ROOT [--labels CSV] [--split val] [--json] [--compare DIR]');
+  }, USAGE);
+  if (Boolean(flags.served) === (flags.model !== undefined)) throw new ScreeningError('CLI_USAGE', `give exactly one of --model and --served\n${USAGE}`);
+  if (flags.served && (flags.calibrate !== undefined || flags.record || flags.compare)) throw new ScreeningError('CLI_USAGE', '--served evaluates the served set as it is: --calibrate, --record and --compare need --model.');
   const target = flags.calibrate === undefined ? undefined : flags.calibrate === 'f1' ? null : Number(flags.calibrate);
   if (typeof target === 'number' && !(target > 0 && target < 1)) throw new ScreeningError('CLI_USAGE', '--calibrate takes a precision between 0 and 1 (e.g. 0.9) or "f1".');
   const modelDir = String(flags.model);
   const dataset = await readDataset({ root: String(flags.data), labels: flags.labels ? String(flags.labels) : undefined, split: flags.split ? String(flags.split) : null });
   if (dataset.samples.length === 0) throw new ScreeningError('DATASET_INVALID', `no images${flags.split ? ` in split ${String(flags.split)}` : ''}.`);
+  if (flags.served) return servedCli(dataset, flags);
   if (flags.compare) return compareCli(modelDir, String(flags.compare), dataset, flags);
   const classifier = await loadClassifier(modelDir, { intraOpThreads: flags.threads ? Number(flags.threads) : 0 });
   try {
     const m = classifier.manifest;
-    const progress = process.stderr.isTTY
-      ? (done: number, total: number) => process.stderr.write(`\revaluating ${done}/${total}`)
-      : undefined;
-    const { predictions, skipped, seconds, inferenceSeconds } = await predict(classifier, dataset, { onProgress: progress });
-    if (progress) process.stderr.write('\n');
+    const { predictions, skipped, seconds, inferenceSeconds } = await predict(classifier, dataset, { onProgress: progressReporter() });
     const labels = m.labels;
     const calibration = target === undefined ? undefined : calibrate(predictions, labels, target);
     const effectiveLabels = calibration ? labels.map((l) => ({ ...l, threshold: l.trade_relevant ? calibration.thresholds[l.name]! : null })) : labels;
@@ -90,6 +108,29 @@ runCli(async () => {
     await classifier.dispose();
   }
 });
+
+async function servedCli(dataset: Dataset, flags: Record<string, string | boolean | undefined>): Promise<void> {
+  const config = loadConfig(process.env);
+  const reporters = new Map<string, (done: number, total: number) => void>();
+  const report = await evaluateServed({
+    config, dataset, threads: flags.threads ? Number(flags.threads) : undefined,
+    onProgress: (model, done, total) => {
+      if (!reporters.has(model)) reporters.set(model, progressReporter(`${model}: `));
+      reporters.get(model)!(done, total);
+    },
+  });
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    return;
+  }
+  const f = report.flag;
+  const overrides = Object.keys(report.thresholdOverrides).length ? ` with threshold overrides ${JSON.stringify(report.thresholdOverrides)}` : '';
+  process.stdout.write([
+    `served set: ${report.models.map((m) => `${m.name} ${m.version} (${m.architecture}, ${m.precision})`).join(' + ')}${overrides}`,
+    `on ${report.n} images${report.skipped.length ? ` (${report.skipped.length} skipped)` : ''}: top-1 ${(report.top1 * 100).toFixed(1)}%   flag precision ${(f.precision * 100).toFixed(1)}%  recall ${(f.recall * 100).toFixed(1)}%  F1 ${f.f1.toFixed(3)}`,
+    `${report.speed.inferenceImagesPerSecond.toFixed(1)} images/s inference (all models)`,
+  ].join('\n') + '\n');
+}
 
 /** --compare: candidate and current model on the same images, through the same evaluation. */
 async function compareCli(modelDir: string, baselineDir: string, dataset: Dataset, flags: Record<string, string | boolean | undefined>): Promise<void> {

@@ -1,0 +1,81 @@
+/**
+ * npm run eval -- --served evaluates what npm start serves: the config's model directories and its
+ * threshold overrides, through the service's flag rule. Driven through the CLI with CONFIG_FILE, as
+ * an operator's deployment file would be read.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { REPO_ROOT } from '../../src/config.js';
+import { readManifest } from '../../src/model/manifest.js';
+import { TEST_MODEL_DIRS } from '../helpers/server.js';
+
+const run = promisify(execFile);
+const MODEL = TEST_MODEL_DIRS[0]!;
+
+interface EvalJson { n: number; top1: number; flag: { tp: number; fp: number; fn: number; tn: number; precision: number; recall: number; f1: number }; perClass: Record<string, unknown>; models?: Array<{ name: string }> }
+
+async function evalCli(args: string[], configFile?: string): Promise<EvalJson> {
+  const env = { ...process.env, CONFIG_FILE: configFile ?? '', MODEL_DIRS: '' };
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/training/cli/eval.ts'), ...args, '--json', '--threads', '2'], { cwd: REPO_ROOT, env, maxBuffer: 1 << 24 });
+  return JSON.parse(stdout) as EvalJson;
+}
+
+describe('npm run eval -- --served', () => {
+  let tmp: string;
+  let labels: string;
+  let name: string;
+  let tradeLabels: string[];
+  const config = async (file: string, thresholds: Record<string, number>) => {
+    const yaml = `models:\n  directories: [${JSON.stringify(MODEL)}]\n  thresholds: ${JSON.stringify(Object.keys(thresholds).length ? { [name]: thresholds } : {})}\n`;
+    await writeFile(path.join(tmp, file), yaml);
+    return path.join(tmp, file);
+  };
+
+  before(async () => {
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'wildlife-served-'));
+    const rows = ['path,class,trade_relevant,split'];
+    for (const dir of ['test/fixtures/met', 'test/fixtures/imagenet']) {
+      for (const file of (await readdir(path.join(REPO_ROOT, dir))).filter((f) => f.endsWith('.jpg')).sort()) {
+        const cls = file.startsWith('ivory_') ? 'ivory,yes' : file.startsWith('non_ivory') ? 'ceramic_lookalike,no' : 'everyday_object,no';
+        rows.push(`${path.join(REPO_ROOT, dir, file)},${cls},val`);
+      }
+    }
+    labels = path.join(tmp, 'labels.csv');
+    await writeFile(labels, `${rows.join('\n')}\n`);
+    const manifest = await readManifest(MODEL);
+    name = manifest.name;
+    tradeLabels = manifest.labels.filter((l) => l.trade_relevant).map((l) => l.name);
+  });
+  after(async () => rm(tmp, { recursive: true, force: true }));
+
+  test('without overrides it matches the single-model evaluation of the served directory', async () => {
+    const data = ['--data', tmp, '--labels', labels, '--split', 'val'];
+    const served = await evalCli(['--served', ...data], await config('plain.yaml', {}));
+    const single = await evalCli(['--model', MODEL, ...data]);
+    assert.equal(served.n, 8);
+    assert.deepEqual(served.models?.map((m) => m.name), [name]);
+    assert.deepEqual(served.flag, single.flag);
+    assert.equal(served.top1, single.top1);
+    assert.deepEqual(Object.keys(served.perClass).sort(), Object.keys(single.perClass).sort());
+    // Otherwise the override test below could not tell an applied override from an ignored one.
+    assert.ok(served.flag.tp + served.flag.fp < served.n, 'the fixture photos must not all be flagged at model.json thresholds');
+  });
+
+  test('a config threshold override changes the decision exactly as the service applies it', async () => {
+    const zero = Object.fromEntries(tradeLabels.map((l) => [l, 0]));
+    const served = await evalCli(['--served', '--data', tmp, '--labels', labels, '--split', 'val'], await config('zero.yaml', zero));
+    // Threshold 0 on every trade-relevant label: the service flags every photo.
+    assert.equal(served.flag.tp + served.flag.fp, served.n);
+    assert.equal(served.flag.fp, 6);
+    assert.equal(served.flag.recall, 1);
+  });
+
+  test('--served refuses options that only make sense for one model', async () => {
+    await assert.rejects(evalCli(['--served', '--model', MODEL, '--data', tmp, '--labels', labels]), /exactly one of --model and --served/);
+  });
+});

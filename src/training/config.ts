@@ -63,6 +63,9 @@ export const TRAIN_CONFIG_SCHEMA = {
         // Pixels are divided by this before mean/std: 255 (default, ImageNet mean/std in 0–1) or 1 (EfficientNet-Lite: mean 127, std 128).
         pixel_scale: { enum: [1, 255] },
         eval_interval: { type: 'integer', minimum: 1 },
+        // EfficientNet-Lite with a frozen prefix (leading lr_mult 0): augmented crops per training
+        // image whose prefix outputs are computed once in ONNX Runtime (wildtrain/cached.py).
+        cached_views: { type: 'integer', minimum: 1, maximum: 64 },
       },
     },
     Arch: {
@@ -138,7 +141,7 @@ export interface DatasetSpec {
 export type LossEntry = { CELoss: { weight: number; epsilon?: number } } | { JSDivLoss: { weight: number } };
 
 export interface TrainConfig {
-  Global: { epochs: number; seed?: number; image_size: number; resize_short: number; mean: number[]; std: number[]; pixel_scale?: 1 | 255; eval_interval?: number };
+  Global: { epochs: number; seed?: number; image_size: number; resize_short: number; mean: number[]; std: number[]; pixel_scale?: 1 | 255; eval_interval?: number; cached_views?: number };
   Arch: { name: (typeof ARCHITECTURES)[number]; pretrained?: string | null; lr_mult_list?: number[] };
   Loss: { Train: LossEntry[] };
   Optimizer: Record<string, unknown>;
@@ -153,6 +156,9 @@ export function trainConfigProblems(value: unknown): string[] {
   if (problems.length === 0) {
     const cfg = value as TrainConfig;
     if (cfg.Global.resize_short < cfg.Global.image_size) problems.push('Global.resize_short: must be at least Global.image_size');
+    if (cfg.Global.cached_views !== undefined && !(cfg.Arch.name.startsWith('EfficientNetLite') && cfg.Arch.lr_mult_list?.[0] === 0)) {
+      problems.push('Global.cached_views: needs an EfficientNetLite* architecture with a frozen prefix (Arch.lr_mult_list starting with 0)');
+    }
     const losses = cfg.Loss.Train.map((entry) => Object.keys(entry)[0]!);
     if (new Set(losses).size !== losses.length) problems.push('Loss.Train: each loss may appear once');
     const train = cfg.DataLoader.Train.dataset;

@@ -42,6 +42,11 @@ interface ExportResult {
   load_report: { head_reinitialised: Record<string, number[]>; loaded: number };
 }
 
+/** Loaded lazily: pretrained.ts builds on this module's import step. */
+async function resolvePretrained(value: string, arch: string): Promise<{ path: string; source: string; note: string }> {
+  return (await import('./pretrained.js')).resolvePretrainedWeights(value, arch);
+}
+
 async function requireEnv(): Promise<void> {
   if (!(await pythonEnvReady())) throw new ScreeningError('TRAIN_PYTHON_MISSING');
 }
@@ -91,7 +96,9 @@ export async function runTraining(options: Pick<TrainOptions, 'config' | 'workDi
   await requireEnv();
   await mkdir(opts.workDir, { recursive: true });
   const configJson = path.join(opts.workDir, 'config.json');
-  await writeFile(configJson, JSON.stringify(opts.config, null, 1));
+  // Python gets a path; the config keeps the shorthand, so model.json names the package, not this machine's venv.
+  const pretrained = opts.config.Arch.pretrained ? (await resolvePretrained(opts.config.Arch.pretrained, opts.config.Arch.name)).path : opts.config.Arch.pretrained;
+  await writeFile(configJson, JSON.stringify({ ...opts.config, Arch: { ...opts.config.Arch, pretrained } }, null, 1));
   const args = ['train', '--config', configJson, '--out', opts.workDir];
   if (opts.dataRoot) args.push('--data', opts.dataRoot);
   if (opts.resume) args.push('--resume');
@@ -144,7 +151,9 @@ export async function finishTraining(options: TrainOptions): Promise<TrainResult
     output: { name: exported.output, kind: 'logits' as const },
     preprocess: { resize_short: summary.resize_short, interpolation: 'bilinear' as const, crop: 'center' as const, mean: summary.mean, std: summary.std, pixel_scale: summary.pixel_scale ?? 255 },
     labels,
-    pretrained: { source: opts.config.Arch.pretrained ?? null, note: opts.config.Arch.pretrained ? 'Fine-tuned from the named .pdparams.' : NO_PRETRAINED_NOTE },
+    pretrained: opts.config.Arch.pretrained
+      ? await resolvePretrained(opts.config.Arch.pretrained, opts.config.Arch.name).then(({ source, note }) => ({ source, note }))
+      : { source: null, note: NO_PRETRAINED_NOTE },
     training,
     metrics: { training_val_top1: last.val_top1 ?? null, training_train_top1: last.train_top1 ?? null },
   };

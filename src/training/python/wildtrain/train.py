@@ -115,12 +115,13 @@ def batches(samples, batch_size: int, order_seed: int, ranks: Ranks, steps: int)
         yield [samples[j] for j in mine[step * batch_size:(step + 1) * batch_size]]
 
 
-def evaluate(model, tensors: np.ndarray, labels: np.ndarray, batch_size: int) -> dict:
+def evaluate(model, tensors: np.ndarray, labels: np.ndarray, batch_size: int, forward=None) -> dict:
     model.eval()
+    forward = forward or model
     correct, n = 0, len(labels)
     with paddle.no_grad():
         for i in range(0, n, batch_size):
-            logits = model(paddle.to_tensor(tensors[i:i + batch_size]))
+            logits = forward(paddle.to_tensor(tensors[i:i + batch_size].astype(np.float32)))
             correct += int((logits.argmax(axis=-1).numpy() == labels[i:i + batch_size]).sum())
     model.train()
     return {"top1": correct / n if n else 0.0, "n": n}
@@ -199,6 +200,27 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         print(report.describe(), file=sys.stderr)
         emit("pretrained", **report.as_dict())
 
+    tcfg = train_cfg.get("transforms", {})
+    crop_cfg = tcfg.get("random_resized_crop", {})
+    scale, ratio = crop_cfg.get("scale", [0.08, 1.0]), crop_cfg.get("ratio", [3 / 4, 4 / 3])
+    flip = tcfg.get("horizontal_flip", True)
+    views = g.get("cached_views")
+    cached = None
+    if views:
+        if ranks.world > 1 or not getattr(model, "frozen_blocks", 0):
+            raise ValueError("Global.cached_views needs one process and an architecture with a frozen prefix (leading lr_mult 0)")
+        from .cached import cache_train_views, prefix_session, run_prefix
+        session = prefix_session(model, int(os.environ.get("OMP_NUM_THREADS", "2")))
+        cached = cache_train_views(session, train_cache, train_samples, views, size, scale, ratio, flip,
+                                   mean, std, pixel_scale, rng)
+        if eval_tensors is not None:
+            eval_tensors = run_prefix(session, iter(eval_tensors), len(eval_tensors), label="eval")
+        train_cache.images.clear()  # decoded photos are no longer needed: free the memory
+        del session
+        emit("cached", views=views, shape=list(cached.shape))
+    forward = model.forward_trainable if cached is not None else net
+    row_of = {id(s): i for i, s in enumerate(train_samples)}
+
     bs = train_cfg["batch_size"]
     # Every rank takes the same number of full batches, or the gradient all-reduce would wait forever.
     per_rank = len(train_samples) // ranks.world
@@ -228,10 +250,6 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
     signal.signal(signal.SIGTERM, on_sigint)
 
     objective = Objective(cfg["Loss"]["Train"])
-    tcfg = train_cfg.get("transforms", {})
-    crop_cfg = tcfg.get("random_resized_crop", {})
-    scale, ratio = crop_cfg.get("scale", [0.08, 1.0]), crop_cfg.get("ratio", [3 / 4, 4 / 3])
-    flip = tcfg.get("horizontal_flip", True)
     progress = Progress(total_epochs=epochs, steps_per_epoch=steps, start_epoch=start_epoch,
                         stream=sys.stderr if ranks.leader else open(os.devnull, "w"))
     model.train()
@@ -244,15 +262,18 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         seen = correct = 0
         loss_sum = 0.0
         for step, batch in enumerate(batches(train_samples, bs, seed + epoch, ranks, steps)):
-            imgs = []
-            for s in batch:
-                im = D.random_resized_crop(train_cache.images[s.path], size, scale, ratio, rng)
-                if flip and rng.random() < 0.5:
-                    im = im.transpose(D.Image.FLIP_LEFT_RIGHT)
-                imgs.append(D.to_chw(im, mean, std, pixel_scale))
-            x = paddle.to_tensor(np.stack(imgs))
+            if cached is not None:
+                x = paddle.to_tensor(np.stack([cached[row_of[id(s)], rng.randrange(views)] for s in batch]).astype(np.float32))
+            else:
+                imgs = []
+                for s in batch:
+                    im = D.random_resized_crop(train_cache.images[s.path], size, scale, ratio, rng)
+                    if flip and rng.random() < 0.5:
+                        im = im.transpose(D.Image.FLIP_LEFT_RIGHT)
+                    imgs.append(D.to_chw(im, mean, std, pixel_scale))
+                x = paddle.to_tensor(np.stack(imgs))
             y = np.array([target_index(s, class_index) for s in batch], dtype=np.int64)
-            logits = net(x)
+            logits = forward(x)
             loss = objective(logits, batch, class_index)
             loss.backward()
             opt.step(); opt.clear_grad(); schedule.step()
@@ -274,7 +295,8 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
                   "lr": opt.get_lr()}
         if eval_tensors is not None and ((epoch + 1) % g.get("eval_interval", 1) == 0 or epoch + 1 == epochs):
-            record["val_top1"] = evaluate(model, eval_tensors, eval_labels, eval_cfg.get("batch_size", 64))["top1"]
+            record["val_top1"] = evaluate(model, eval_tensors, eval_labels, eval_cfg.get("batch_size", 64),
+                                          forward=model.forward_trainable if cached is not None else None)["top1"]
         history.append(record)
         emit("epoch", **record)
         progress.epoch_done(record)
@@ -287,7 +309,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         "arch": arch["name"], "classes": classes,
         "trade_relevant": {c: train_set.trade_relevant.get(c) for c in classes},
         "image_size": size, "resize_short": short, "mean": mean, "std": std, "pixel_scale": pixel_scale,
-        "epochs": epochs, "history": history, "skipped": skipped, "processes": ranks.world,
+        "epochs": epochs, "history": history, "cached_views": views or None, "skipped": skipped, "processes": ranks.world,
         "train_images": len(train_samples), "eval_images": eval_count,
         "unlabeled_train_images": sum(1 for s in train_samples if s.label is None),
         "calibration": [s.path for s in train_samples],

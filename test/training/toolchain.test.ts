@@ -109,17 +109,33 @@ describe('the tiny end-to-end training run (ResNet18_vd, 64 px, 2 epochs)', () =
     }
   });
 
-  test('static INT8 quantization (calibrated QDQ) is available too, and says which method it used', async () => {
+  test('static INT8 quantization (calibrated QDQ) quantizes activations too, says so, and still agrees with FP32', async () => {
     const { quantizeModelDir } = await import('../../src/training/pipeline.js');
     const dataset = await readDataset({ root: data.root, labels: data.labels, split: 'train' });
     const dir = path.join(tmp, 'model-static');
     const manifest = await quantizeModelDir(modelDir(), dir, dataset.samples.map((s) => s.path), path.join(tmp, 'calib.json'), 16, 'static');
     assert.deepEqual(manifest.quantization, { method: 'static' });
+    assert.equal(manifest.preprocess.pixel_scale, result.fp32.preprocess.pixel_scale);
     assert.equal((await readManifest(path.join(tmp, 'model-int8'))).quantization?.method, 'weights');
-    const classifier = await loadClassifier(dir);
-    const out = await classifier.classify(new Float32Array(classifier.inputLength), 1);
-    assert.equal(out[0]!.probabilities.length, 3);
-    await classifier.dispose();
+    // QDQ: activations pass through QuantizeLinear (weight-only INT8 has DequantizeLinear alone).
+    const graph = (await readFile(path.join(dir, 'model.onnx'))).toString('latin1');
+    assert.ok((graph.match(/(?<!De)QuantizeLinear/g) ?? []).length > 5, 'no activation QuantizeLinear nodes');
+    const weightOnly = (await readFile(path.join(tmp, 'model-int8', 'model.onnx'))).toString('latin1');
+    assert.equal((weightOnly.match(/(?<!De)QuantizeLinear/g) ?? []).length, 0);
+    const fp32 = await loadClassifier(modelDir());
+    const int8 = await loadClassifier(dir);
+    try {
+      const val = await readDataset({ root: data.root, labels: data.labels, split: 'val' });
+      const a = await predict(fp32, val);
+      const b = await predict(int8, val);
+      const argmax = (p: Float32Array) => p.indexOf(Math.max(...p));
+      const agree = a.predictions.filter((p, i) => argmax(p.probabilities) === argmax(b.predictions[i]!.probabilities)).length;
+      assert.ok(agree >= 9, `static INT8 agrees with FP32 on only ${agree}/12 images`);
+      for (const p of b.predictions) assert.ok(Math.abs(p.probabilities.reduce((x, y) => x + y, 0) - 1) < 1e-4);
+    } finally {
+      await fp32.dispose();
+      await int8.dispose();
+    }
   });
 
   test('npm run eval --json prints exactly one JSON object with the documented fields', async () => {

@@ -218,7 +218,6 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         train_cache.images.clear()  # decoded photos are no longer needed: free the memory
         del session
         emit("cached", views=views, shape=list(cached.shape))
-    forward = model.forward_trainable if cached is not None else net
     row_of = {id(s): i for i, s in enumerate(train_samples)}
 
     bs = train_cfg["batch_size"]
@@ -226,6 +225,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
     per_rank = len(train_samples) // ranks.world
     steps = max(1, per_rank // bs) if per_rank >= bs else 1
     net = ranks.wrap(model)
+    forward = model.forward_trainable if cached is not None else net
     epochs = g["epochs"]
     opt, schedule = make_optimizer(cfg["Optimizer"], model, steps, epochs)
     ckpt = Checkpointer(out_dir)

@@ -25,6 +25,8 @@ export interface TrainingSummary {
   /** Absent in runs from before pixel_scale existed: 255. */
   pixel_scale?: 1 | 255;
   epochs: number;
+  /** Augmented crops per image whose frozen-prefix outputs were cached (Global.cached_views). */
+  cached_views?: number | null;
   processes?: number;
   history: Array<Record<string, number>>;
   skipped: Array<{ path: string; error: string }>;
@@ -138,6 +140,7 @@ export async function finishTraining(options: TrainOptions): Promise<TrainResult
       skipped_images: summary.skipped,
     },
     epochs: summary.epochs,
+    ...frozenNote(opts.config, summary),
     processes: summary.processes ?? 1,
     history: summary.history,
     onnx_opset: exported.opset,
@@ -163,6 +166,17 @@ export async function finishTraining(options: TrainOptions): Promise<TrainResult
     int8 = await quantizeModelDir(opts.out, opts.int8Out, summary.calibration, path.join(opts.workDir, 'calibration.json'), 200, opts.int8Method);
   }
   return { fp32, int8, summary };
+}
+
+const LITE_LR_GROUPS = ['the stem', 'stages 16-24', 'stages 40-80', 'stages 112-192', 'stage 320 and the head conv'];
+
+/** Leading zero lr_mult groups are frozen outright (wildtrain/efficientnet_lite.py): say which, in plain words. */
+function frozenNote(config: TrainConfig, summary: TrainingSummary): { frozen?: string } {
+  const mults = config.Arch.lr_mult_list ?? [];
+  const count = mults.findIndex((m) => m !== 0);
+  if (count <= 0 || !config.Arch.name.startsWith('EfficientNetLite')) return {};
+  const cached = summary.cached_views ? `; their outputs were computed once in ONNX Runtime for ${summary.cached_views} augmented crops per training image (Global.cached_views)` : '';
+  return { frozen: `Not fine-tuned: ${LITE_LR_GROUPS.slice(0, count).join(', ')} (lr_mult 0, no gradient, ImageNet BatchNorm statistics kept)${cached}. Everything after them and the classifier head were trained.` };
 }
 
 export async function exportOnnx(weights: string, arch: string, classNum: number, out: string, allowHeadReinit = false): Promise<ExportResult> {

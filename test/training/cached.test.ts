@@ -62,6 +62,8 @@ describe('training EfficientNet-Lite with a frozen, cached prefix (64 px, 2 epoc
   test('the exported model is the whole network and classifies through the engine', async () => {
     assert.equal(result.fp32.architecture, 'EfficientNetLite0');
     assert.equal(result.fp32.preprocess.pixel_scale, 1);
+    // model.json says in words what was not fine-tuned.
+    assert.match(String((result.fp32.training as Record<string, unknown>).frozen), /the stem, stages 16-24, stages 40-80 \(lr_mult 0.*2 augmented crops/);
     const classifier = await loadClassifier(path.join(tmp, 'model'));
     try {
       const [out] = await classifier.classify(new Float32Array(classifier.inputLength), 1);

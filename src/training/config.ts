@@ -194,11 +194,28 @@ export async function loadTrainConfig(file: string): Promise<TrainConfig> {
   return parseTrainConfig(value, file);
 }
 
+function mapDatasets<T extends TrainConfig>(config: T, swap: (spec: DatasetSpec) => DatasetSpec): T {
+  const { Train, Eval } = config.DataLoader;
+  return { ...config, DataLoader: { ...config.DataLoader, Train: { ...Train, dataset: swap(Train.dataset) }, ...(Eval ? { Eval: { ...Eval, dataset: swap(Eval.dataset) } } : {}) } };
+}
+
 /** The config with every CSV dataset reading `labelsFile` (made absolute) instead of its own labels. */
 export function withLabelsFile<T extends TrainConfig>(config: T, labelsFile: string | undefined): T {
   if (!labelsFile) return config;
   const labels = path.resolve(labelsFile);
-  const swap = (spec: DatasetSpec): DatasetSpec => (spec.name === 'CSVDataset' ? { ...spec, labels } : spec);
-  const { Train, Eval } = config.DataLoader;
-  return { ...config, DataLoader: { ...config.DataLoader, Train: { ...Train, dataset: swap(Train.dataset) }, ...(Eval ? { Eval: { ...Eval, dataset: swap(Eval.dataset) } } : {}) } };
+  return mapDatasets(config, (spec) => (spec.name === 'CSVDataset' ? { ...spec, labels } : spec));
+}
+
+/**
+ * The config as a manifest records it: dataset paths relative to `base`, so a model.json says
+ * `runs/wildlife-v2-calib/labels.csv` rather than one machine's absolute checkout path.
+ */
+export function withRelativeDataPaths<T extends TrainConfig>(config: T, base: string): T {
+  const rel = (p: string | null | undefined) => (typeof p === 'string' && path.isAbsolute(p) ? path.relative(base, p) || '.' : p);
+  return mapDatasets(config, (spec) => ({
+    ...spec,
+    ...(spec.root !== undefined ? { root: rel(spec.root) } : {}),
+    ...(spec.file !== undefined ? { file: rel(spec.file) as string } : {}),
+    ...(spec.labels !== undefined ? { labels: rel(spec.labels) as string } : {}),
+  }));
 }

@@ -7,7 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ScreeningError } from '../errors.js';
 import { readManifest, ONNX_FILE, type LabelSpec, type ModelManifest } from '../model/manifest.js';
-import type { TrainConfig } from './config.js';
+import { withRelativeDataPaths, type TrainConfig } from './config.js';
 import { defaultLabels, writeModelDir } from './model-dir.js';
 import { pythonEnvReady, runWildtrain, wildtrainJson } from './python-env.js';
 
@@ -132,7 +132,7 @@ export async function finishTraining(options: TrainOptions): Promise<TrainResult
   const training = {
     method: 'supervised',
     config_file: path.relative(process.cwd(), opts.configPath),
-    config: opts.config,
+    config: withRelativeDataPaths(opts.config, process.cwd()),
     data: {
       description: opts.dataDescription ?? null,
       train_images: summary.train_images,

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { readFile } from 'node:fs/promises';
 import { isScreeningError } from '../../src/errors.js';
-import { loadTrainConfig, parseTrainConfig, trainConfigProblems } from '../../src/training/config.js';
+import { loadTrainConfig, parseTrainConfig, trainConfigProblems, withLabelsFile, withRelativeDataPaths } from '../../src/training/config.js';
 import { REPO_ROOT } from '../../src/training/python-env.js';
 
 const CONFIG_DIR = path.join(REPO_ROOT, 'configs', 'train');
@@ -66,5 +66,15 @@ describe('training config validation', () => {
 
   test('YAML syntax errors and missing files are TRAIN_CONFIG_INVALID, not crashes', async () => {
     await assert.rejects(loadTrainConfig(path.join(CONFIG_DIR, 'does-not-exist.yaml')), (e: unknown) => isScreeningError(e, 'TRAIN_CONFIG_INVALID'));
+  });
+
+  test('a manifest records the labels file relative to the checkout, not as one machine\'s absolute path', async () => {
+    const cfg = parseTrainConfig(await tinyConfig(), 'tiny.yaml');
+    const run = withLabelsFile(cfg, 'runs/calib/labels.csv');
+    assert.equal(run.DataLoader.Train.dataset.labels, path.resolve('runs/calib/labels.csv'), 'training reads an absolute path');
+    const recorded = withRelativeDataPaths(run, process.cwd());
+    assert.equal(recorded.DataLoader.Train.dataset.labels, path.join('runs', 'calib', 'labels.csv'));
+    assert.equal(recorded.DataLoader.Eval?.dataset.labels, path.join('runs', 'calib', 'labels.csv'));
+    assert.equal(run.DataLoader.Train.dataset.labels, path.resolve('runs/calib/labels.csv'), 'the run config is not changed');
   });
 });

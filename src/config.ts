@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { cascadeProblems } from './policy/cascade.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'configs', 'default.yaml');
@@ -24,6 +25,8 @@ export interface ServiceConfig {
   fetch: { timeoutMs: number; maxBytes: number; maxRedirects: number; allowlist: string[] };
   batching: { enabled: boolean; maxBatchSize: number; preferredBatchSizes: number[]; maxQueueDelayMs: number; maxQueueSize: number; defaultTimeoutMs: number };
   cache: { maxEntries: number; ttlSeconds: number };
+  /** Models run one after another while unsure (src/policy/cascade.ts); no stages = every model on every photo. */
+  cascade: { mode: 'on' | 'off' | 'first'; stages: Array<{ model: string; escalate?: { from: number; below: number } | null }> };
   kafka: {
     brokers: string[]; clientId: string; groupId: string;
     topics: { input: string; results: string; review: string; dlq: string };
@@ -72,7 +75,7 @@ const backoff = section(['freeFailures', 'baseDelaySeconds', 'maxDelaySeconds'],
   freeFailures: { type: 'integer', minimum: 1, maximum: 1000 }, baseDelaySeconds: { type: 'integer', minimum: 1, maximum: DAY_SECONDS },
   maxDelaySeconds: { type: 'integer', minimum: 1, maximum: DAY_SECONDS },
 });
-const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'kafka', 'response', 'pool', 'shadow', 'review', 'logging', 'production'], {
+const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching', 'cache', 'cascade', 'kafka', 'response', 'pool', 'shadow', 'review', 'logging', 'production'], {
   server: section(['host', 'port', 'bodyLimitBytes', 'batchLimit', 'requestTimeoutMs', 'shutdownGraceMs', 'trustProxy', 'maxInFlightBodyBytes', 'maxInFlightRequests'], {
     host: { type: 'string', minLength: 1 }, port: { type: 'integer', minimum: 0, maximum: 65535 },
     bodyLimitBytes: posInt, batchLimit: { type: 'integer', minimum: 1, maximum: 256 }, requestTimeoutMs: posInt,
@@ -98,6 +101,10 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
     maxQueueSize: posInt, defaultTimeoutMs: posInt,
   }),
   cache: section(['maxEntries', 'ttlSeconds'], { maxEntries: { type: 'integer', minimum: 0 }, ttlSeconds: posInt }),
+  cascade: section(['mode', 'stages'], {
+    mode: { enum: ['on', 'off', 'first'] },
+    stages: { type: 'array', items: section(['model'], { model: { type: 'string', minLength: 1 }, escalate: { oneOf: [{ type: 'null' }, section(['from', 'below'], { from: rate, below: rate })] } }) },
+  }),
   kafka: section(['brokers', 'clientId', 'groupId', 'topics', 'partitions', 'replicationFactor', 'partitionsConsumedConcurrently', 'concurrency', 'maxAttempts', 'retryBackoffMs', 'highWater', 'lowWater', 'lagIntervalMs', 'shutdownTimeoutMs', 'maxRecordBytes'], {
     brokers: { type: 'array', items: { type: 'string', pattern: '^[^\\s:,]+:\\d{1,5}$' } },
     clientId: { type: 'string', minLength: 1 }, groupId: { type: 'string', minLength: 1 },
@@ -192,6 +199,7 @@ const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown, Rec
   EXECUTION_PROVIDER: ['models', 'executionProvider', String],
   INTRA_OP_THREADS: ['models', 'intraOpThreads', number],
   BATCHING: ['batching', 'enabled', bool],
+  CASCADE: ['cascade', 'mode', String],
   MAX_BATCH_SIZE: ['batching', 'maxBatchSize', number],
   FETCH_ALLOWLIST: ['fetch', 'allowlist', list],
   LOG_LEVEL: ['logging', 'level', String],
@@ -271,6 +279,8 @@ export function loadConfig(
     for (const size of c.batching.preferredBatchSizes) {
       if (size > c.batching.maxBatchSize) problems.push(`batching.preferredBatchSizes: ${size} exceeds maxBatchSize ${c.batching.maxBatchSize}`);
     }
+    // What can be checked without the models; names against the loaded models are checked at start.
+    for (const p of cascadeProblems(c.cascade.stages, c.cascade.stages.map((st) => st.model))) problems.push(p);
     if (c.kafka.lowWater >= c.kafka.highWater) problems.push(`kafka.lowWater: must be below highWater (${c.kafka.highWater})`);
     if (c.review.auth.mode === 'accounts') {
       const names = c.review.auth.accounts.map((a) => a.username.toLowerCase());

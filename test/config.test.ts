@@ -127,4 +127,21 @@ describe('service configuration', () => {
     assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /NODE_ENV=production requires API keys/);
     assert.equal(loadConfig({ NODE_ENV: 'production', API_KEYS: 'k'.repeat(32) }).production, true);
   });
+
+  test('CASCADE picks the cascade mode, and every problem with the cascade stages is listed at start-up', () => {
+    assert.equal(loadConfig({}).cascade.mode, 'on');
+    assert.equal(loadConfig({ CASCADE: 'first' }).cascade.mode, 'first');
+    assert.throws(() => loadConfig({ CASCADE: 'maybe' }), /cascade\.mode: must be one of on, off, first/);
+    const stages = [{ model: 'a', escalate: { from: 0.8, below: 0.2 } }, { model: 'b', escalate: { from: 0, below: 1 } }, { model: 'a', escalate: { from: 0, below: 2 } }];
+    assert.throws(() => loadConfig({}, { cascade: { stages } }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.ok(err.problems.some((p) => /cascade\.stages\.2\.escalate/.test(p)), err.message);
+      return true;
+    });
+    assert.throws(() => loadConfig({}, { cascade: { stages: stages.slice(0, 2) } }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      for (const expected of [/stages\[0\]\.escalate: need 0 <= from <= below <= 1/, /stages\[1\]\.escalate: the last stage/]) assert.ok(err.problems.some((p) => expected.test(p)), err.message);
+      return true;
+    });
+  });
 });

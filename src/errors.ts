@@ -51,6 +51,7 @@ export const ERROR_CATALOGUE = {
   MODEL_FILE_MISSING: { status: 500, retriable: false, message: 'A model directory lacks model.onnx or model.json.' },
   MODEL_CHECKSUM_MISMATCH: { status: 500, retriable: false, message: "model.onnx does not match the sha256 in model.json." },
   MODEL_LOAD_FAILED: { status: 500, retriable: false, message: 'ONNX Runtime could not load the model.' },
+  CASCADE_INVALID: { status: 500, retriable: false, message: 'The cascade configuration does not match the loaded models (cascade.stages).' },
   MODEL_SHAPE_MISMATCH: { status: 500, retriable: false, message: "The model's inputs or outputs do not match its manifest." },
   INFERENCE_FAILED: { status: 500, retriable: true, message: 'Inference failed.' },
   // Training toolchain

@@ -1,34 +1,52 @@
 /**
  * `npm run eval -- --served`: the set of models and the policy `npm start` would serve, evaluated
  * as one. A photo is flagged by the service's own rule (decide() over every model's scores, with
- * the config's threshold overrides), so a weak model in the default set, or an override in
- * configs/default.yaml, shows up here exactly as it would in production.
+ * the config's threshold overrides; with a cascade, runCascade() in the configured CASCADE mode),
+ * so a weak model in the default set, a band, or an override in configs/default.yaml shows up here
+ * exactly as it would in production.
  */
 import path from 'node:path';
 import { REPO_ROOT, type ServiceConfig } from '../config.js';
 import { loadClassifier, type Classifier } from '../model/engine.js';
 import { discoverModelDirectories } from '../model/registry.js';
-import { decide } from '../policy/index.js';
+import { cascadeProblems, runCascade, type CascadeMode } from '../policy/cascade.js';
+import { decide, type ClassifierScores } from '../policy/index.js';
+import { ScreeningError } from '../errors.js';
 import type { Dataset } from './dataset.js';
 import { predict, scoreDecisions, type Decided, type EvalReport, type Prediction } from './evaluate.js';
 
 export interface ServedReport extends Omit<EvalReport, 'model'> {
   models: Array<{ name: string; version: string; precision: string; architecture: string; directory: string }>;
   thresholdOverrides: ServiceConfig['models']['thresholds'];
+  /** With a cascade: its mode and bands, and how many photos went past each stage and who decided. */
+  cascade: null | {
+    mode: CascadeMode;
+    stages: ServiceConfig['cascade']['stages'];
+    escalated: number;
+    escalationRate: number;
+    decidedBy: Record<string, number>;
+  };
 }
+
+/** Every model's scores for one photo, in the served order (cascade stages first to last). */
+export interface ServedScores { path: string; relevant: boolean; scores: ClassifierScores[] }
 
 /** The directories the service would load: models.directories, or every model under the models root. */
 export async function servedDirectories(config: Readonly<ServiceConfig>, modelsRoot = path.join(REPO_ROOT, 'models')): Promise<string[]> {
   return config.models.directories.length ? [...config.models.directories] : discoverModelDirectories(modelsRoot);
 }
 
-export async function evaluateServed(opts: {
+/**
+ * Runs every served model on every photo (as CASCADE=off would) and returns the scores in served
+ * order, so a cascade's decisions in any mode, and its bands, can be computed from one pass.
+ */
+export async function scoreServed(opts: {
   config: Readonly<ServiceConfig>;
   dataset: Dataset;
   modelsRoot?: string;
   threads?: number;
   onProgress?: (model: string, done: number, total: number) => void;
-}): Promise<ServedReport> {
+}) {
   const { config, dataset } = opts;
   const dirs = await servedDirectories(config, opts.modelsRoot);
   const engine = { executionProvider: config.models.executionProvider, graphOptimization: config.models.graphOptimization, intraOpThreads: opts.threads ?? config.models.intraOpThreads };
@@ -44,30 +62,69 @@ export async function evaluateServed(opts: {
       result.predictions.forEach((p) => run.byPath.set(p.path, p));
       Object.assign(run, { seconds: result.seconds, inferenceSeconds: result.inferenceSeconds, skipped: result.skipped });
     }
-    const overrides = config.models.thresholds;
-    const names = [...new Set(runs.flatMap((r) => r.classifier.manifest.labels.map((l) => l.name)))];
-    const items: Decided[] = [];
-    for (const sample of dataset.samples) {
-      const perModel = runs.map((r) => r.byPath.get(sample.path));
-      if (perModel.some((p) => !p)) continue; // unreadable for some model: listed in skipped
-      const scores = runs.map((r, i) => ({ classifier: r.classifier.manifest.name, version: r.classifier.manifest.version, labels: r.classifier.manifest.labels, probabilities: perModel[i]!.probabilities }));
-      // The class shown is the most confident label of any model; with one model, its argmax.
-      let predicted = '';
-      let best = -1;
-      for (const s of scores) s.labels.forEach((l, i) => { if (s.probabilities[i]! > best) { best = s.probabilities[i]!; predicted = l.name; } });
-      items.push({ label: sample.label, relevant: perModel[0]!.relevant, predicted, flagged: decide(scores, overrides).flagged });
-    }
-    const seconds = runs.reduce((a, r) => a + r.seconds, 0);
-    const inferenceSeconds = runs.reduce((a, r) => a + r.inferenceSeconds, 0);
-    const skipped = [...new Map(runs.flatMap((r) => r.skipped).map((s) => [s.path, s])).values()];
-    return {
-      models: runs.map((r) => ({ name: r.classifier.manifest.name, version: r.classifier.manifest.version, precision: r.classifier.manifest.precision, architecture: r.classifier.manifest.architecture, directory: r.directory })),
-      thresholdOverrides: overrides,
-      ...scoreDecisions(items, names),
-      skipped,
-      speed: { images: items.length, seconds, imagesPerSecond: items.length / seconds, inferenceImagesPerSecond: items.length / inferenceSeconds },
-    };
   } finally {
     await Promise.all(runs.map((r) => r.classifier.dispose()));
   }
+  const stages = config.cascade.stages;
+  const problems = cascadeProblems(stages, runs.map((r) => r.classifier.manifest.name));
+  if (problems.length) throw new ScreeningError('CASCADE_INVALID', problems.join('; '));
+  if (stages.length) runs.sort((a, b) => stages.findIndex((s) => s.model === a.classifier.manifest.name) - stages.findIndex((s) => s.model === b.classifier.manifest.name));
+  const photos: ServedScores[] = [];
+  for (const sample of dataset.samples) {
+    const perModel = runs.map((r) => r.byPath.get(sample.path));
+    if (perModel.some((p) => !p)) continue; // unreadable for some model: listed in skipped
+    photos.push({
+      path: sample.path,
+      relevant: perModel[0]!.relevant,
+      scores: runs.map((r, i) => ({ classifier: r.classifier.manifest.name, version: r.classifier.manifest.version, labels: r.classifier.manifest.labels, probabilities: perModel[i]!.probabilities })),
+    });
+  }
+  return {
+    photos,
+    models: runs.map((r) => ({ name: r.classifier.manifest.name, version: r.classifier.manifest.version, precision: r.classifier.manifest.precision, architecture: r.classifier.manifest.architecture, directory: r.directory })),
+    skipped: [...new Map(runs.flatMap((r) => r.skipped).map((s) => [s.path, s])).values()],
+    seconds: runs.reduce((a, r) => a + r.seconds, 0),
+    inferenceSeconds: runs.reduce((a, r) => a + r.inferenceSeconds, 0),
+  };
 }
+
+/** The most confident label of the models that decided: with one model, its argmax. */
+function predictedOf(scores: readonly ClassifierScores[]): string {
+  let predicted = '';
+  let best = -1;
+  for (const s of scores) s.labels.forEach((l, i) => { if (s.probabilities[i]! > best) { best = s.probabilities[i]!; predicted = l.name; } });
+  return predicted;
+}
+
+export async function evaluateServed(opts: Parameters<typeof scoreServed>[0]): Promise<ServedReport> {
+  const { config, dataset } = opts;
+  const scored = await scoreServed(opts);
+  const overrides = config.models.thresholds;
+  const { mode, stages } = config.cascade;
+  const names = [...new Set(scored.photos[0]?.scores.flatMap((s) => s.labels.map((l) => l.name)) ?? [])];
+  const items: Decided[] = [];
+  const decidedBy: Record<string, number> = {};
+  let escalated = 0;
+  const labelOf = new Map(dataset.samples.map((s) => [s.path, s.label]));
+  for (const photo of scored.photos) {
+    const label = labelOf.get(photo.path)!;
+    if (!stages.length) {
+      items.push({ label, relevant: photo.relevant, predicted: predictedOf(photo.scores), flagged: decide(photo.scores, overrides).flagged });
+      continue;
+    }
+    const outcome = await runCascade({ mode, stages }, async (i) => photo.scores[i]!, overrides);
+    if (outcome.ran.length > 1) escalated++;
+    decidedBy[outcome.decidedBy] = (decidedBy[outcome.decidedBy] ?? 0) + 1;
+    items.push({ label, relevant: photo.relevant, predicted: predictedOf([outcome.ran.at(-1)!]), flagged: outcome.flagged });
+  }
+  return {
+    models: scored.models,
+    thresholdOverrides: overrides,
+    cascade: stages.length ? { mode, stages, escalated, escalationRate: items.length ? escalated / items.length : 0, decidedBy } : null,
+    ...scoreDecisions(items, names),
+    skipped: scored.skipped,
+    // Every model ran on every photo here; the cascade's served speed is npm run bench's to measure.
+    speed: { images: items.length, seconds: scored.seconds, imagesPerSecond: items.length / scored.seconds, inferenceImagesPerSecond: items.length / scored.inferenceSeconds },
+  };
+}
+

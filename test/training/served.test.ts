@@ -78,4 +78,40 @@ describe('npm run eval -- --served', () => {
   test('--served refuses options that only make sense for one model', async () => {
     await assert.rejects(evalCli(['--served', '--model', MODEL, '--data', tmp, '--labels', labels]), /exactly one of --model and --served/);
   });
+
+  test('with a cascade it follows CASCADE and the bands exactly: first = the first stage alone, off = the last stage alone', async () => {
+    const small = path.join(REPO_ROOT, 'models', 'wildlife-efficientnet-lite0');
+    const smallName = (await readManifest(small)).name;
+    const data = ['--data', tmp, '--labels', labels, '--split', 'val'];
+    const cascadeConfig = async (file: string, band: { from: number; below: number }) => {
+      await writeFile(path.join(tmp, file), [
+        // The last stage flags every photo (threshold 0), so whoever decides shows in the counts.
+        `models:\n  directories: [${JSON.stringify(small)}, ${JSON.stringify(MODEL)}]\n  thresholds: ${JSON.stringify({ [name]: Object.fromEntries(tradeLabels.map((l) => [l, 0])) })}`,
+        `cascade:\n  stages:\n    - model: ${smallName}\n      escalate: { from: ${band.from}, below: ${band.below} }\n    - model: ${name}\n`,
+      ].join('\n'));
+      return path.join(tmp, file);
+    };
+    const smallAlone = await evalCli(['--model', small, ...data]);
+    assert.ok(smallAlone.flag.tp + smallAlone.flag.fp < smallAlone.n, 'the first stage must leave some photos unflagged, or this test could not tell the stages apart');
+    const bigAlone = { flag: { tp: 2, fp: 6, fn: 0, tn: 0, precision: 0.25, recall: 1, f1: 0.4 } };
+    type Served = EvalJson & { cascade: { mode: string; escalated: number; decidedBy: Record<string, number> } };
+    const served = async (file: string, band: { from: number; below: number }, mode?: string) => {
+      const env = mode ? { CASCADE: mode } : {};
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/training/cli/eval.ts'), '--served', ...data, '--json', '--threads', '2'],
+        { cwd: REPO_ROOT, env: { ...process.env, CONFIG_FILE: await cascadeConfig(file, band), MODEL_DIRS: '', ...env }, maxBuffer: 1 << 24 });
+      return JSON.parse(stdout) as Served;
+    };
+    const everything = { from: 0, below: 1 };
+    const off = await served('off.yaml', everything, 'off');
+    assert.deepEqual(off.flag, bigAlone.flag);
+    assert.equal(off.cascade.escalated, 8);
+    const first = await served('first.yaml', everything, 'first');
+    assert.deepEqual(first.flag, smallAlone.flag);
+    assert.deepEqual(first.cascade.decidedBy, { [smallName]: 8 });
+    const never = await served('never.yaml', { from: 0, below: 0 });
+    assert.deepEqual(never.flag, smallAlone.flag, 'an empty band: the first stage decides every photo');
+    const always = await served('always.yaml', everything);
+    assert.deepEqual(always.flag, bigAlone.flag, 'a band over every score: the last stage decides every photo');
+    assert.equal(always.cascade.mode, 'on');
+  });
 });

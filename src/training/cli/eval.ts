@@ -7,8 +7,9 @@
  * Calibrate on one split and --record on another, so the recorded numbers are not optimistic.
  *
  * npm run eval -- --served --data <root> [--labels CSV] [--split val] [--json]
- * Evaluates what `npm start` serves: the config's model directories (CONFIG_FILE and MODEL_DIRS
- * apply, as for the service) under the service's flag rule with the config's threshold overrides.
+ * Evaluates what `npm start` serves: the config's model directories (CONFIG_FILE, MODEL_DIRS and
+ * CASCADE apply, as for the service) under the service's flag rule with the config's threshold
+ * overrides, and its cascade bands when it has stages.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -128,8 +129,9 @@ async function servedCli(dataset: Dataset, flags: Record<string, string | boolea
   process.stdout.write([
     `served set: ${report.models.map((m) => `${m.name} ${m.version} (${m.architecture}, ${m.precision})`).join(' + ')}${overrides}`,
     `on ${report.n} images${report.skipped.length ? ` (${report.skipped.length} skipped)` : ''}: top-1 ${(report.top1 * 100).toFixed(1)}%   flag precision ${(f.precision * 100).toFixed(1)}%  recall ${(f.recall * 100).toFixed(1)}%  F1 ${f.f1.toFixed(3)}`,
-    `${report.speed.inferenceImagesPerSecond.toFixed(1)} images/s inference (all models)`,
-  ].join('\n') + '\n');
+    report.cascade ? `cascade ${report.cascade.mode}: ${report.cascade.escalated} of ${report.n} photos escalated (${(report.cascade.escalationRate * 100).toFixed(1)}%); decided by ${Object.entries(report.cascade.decidedBy).map(([m, k]) => `${m} ${k}`).join(', ')}` : '',
+    `${report.speed.inferenceImagesPerSecond.toFixed(1)} images/s inference (every model on every photo)`,
+  ].filter(Boolean).join('\n') + '\n');
 }
 
 /** --compare: candidate and current model on the same images, through the same evaluation. */

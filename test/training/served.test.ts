@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -113,5 +113,34 @@ describe('npm run eval -- --served', () => {
     const always = await served('always.yaml', everything);
     assert.deepEqual(always.flag, bigAlone.flag, 'a band over every score: the last stage decides every photo');
     assert.equal(always.cascade.mode, 'on');
+  });
+
+  test('cascade:calibrate writes a band that eval --served then reproduces, and refuses to calibrate on val', async () => {
+    const small = path.join(REPO_ROOT, 'models', 'wildlife-efficientnet-lite0');
+    const smallName = (await readManifest(small)).name;
+    const calibLabels = path.join(tmp, 'calib.csv');
+    await writeFile(calibLabels, (await readFile(labels, 'utf8')).replaceAll(',val\n', ',calib\n'));
+    const file = path.join(tmp, 'calibrated.yaml');
+    await writeFile(file, [
+      `# deployment file\nmodels:\n  directories: [${JSON.stringify(small)}, ${JSON.stringify(MODEL)}]`,
+      `  thresholds: ${JSON.stringify({ [name]: Object.fromEntries(tradeLabels.map((l) => [l, 0])) })}`,
+      `cascade:\n  stages:\n    - model: ${smallName}  # the cheap one\n      escalate: { from: 0, below: 1 }\n    - model: ${name}\n`,
+    ].join('\n'));
+    const env = { ...process.env, CONFIG_FILE: file, MODEL_DIRS: '' };
+    const cli = (args: string[]) => run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/training/cli/cascade-calibrate.ts'), '--data', tmp, '--labels', calibLabels, '--threads', '2', '--json', ...args], { cwd: REPO_ROOT, env, maxBuffer: 1 << 24 });
+    await assert.rejects(cli(['--split', 'val']), /calibrating on val would tune the val numbers/);
+    // The last stage flags everything, so any loss of precision is allowed and no recall may be lost.
+    const { stdout } = await cli(['--split', 'calib', '--max-precision-loss', '0.9', '--write', file]);
+    const choice = JSON.parse(stdout) as { band: { from: number; below: number }; escalated: number; cascade: { precision: number; recall: number } };
+    assert.equal(choice.cascade.recall, 1);
+    assert.ok(choice.escalated < 8, 'a first stage that is right on some photos keeps them');
+    const written = await readFile(file, 'utf8');
+    assert.match(written, /# deployment file/, 'comments survive');
+    assert.match(written, /# the cheap one/);
+    assert.match(written, new RegExp(`escalate: \\{ from: ${choice.band.from}, below: ${choice.band.below} \\} # calibrated on`));
+    const { stdout: servedOut } = await run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/training/cli/eval.ts'), '--served', '--data', tmp, '--labels', calibLabels, '--split', 'calib', '--json', '--threads', '2'], { cwd: REPO_ROOT, env, maxBuffer: 1 << 24 });
+    const served = JSON.parse(servedOut) as EvalJson & { cascade: { escalated: number } };
+    assert.equal(served.cascade.escalated, choice.escalated);
+    assert.deepEqual([served.flag.precision, served.flag.recall], [choice.cascade.precision, choice.cascade.recall]);
   });
 });

@@ -42,6 +42,8 @@ export function createMetrics(service: ScreeningService): Metrics {
   const flagged = new client.Counter({ name: m('images_flagged_total'), help: 'Flag reasons, by source, classifier and label.', labelNames: ['source', 'classifier', 'label'], registers: [registry] });
   const errors = new client.Counter({ name: m('errors_total'), help: 'Failed requests by error code and source.', labelNames: ['code', 'source'], registers: [registry] });
   const cache = new client.Counter({ name: m('cache_requests_total'), help: 'Dedupe cache look-ups by result.', labelNames: ['result'], registers: [registry] });
+  const cascadeStage = new client.Histogram({ name: m('cascade_stage_duration_seconds'), help: 'Per cascade stage that ran on a fresh photo: its preprocessing, queue wait and inference.', labelNames: ['model', 'stage'], buckets: LATENCY_BUCKETS, registers: [registry] });
+  const cascadeRuns = new client.Counter({ name: m('cascade_stage_runs_total'), help: 'Cascade stages run on fresh photos, by model and outcome (escalated = passed on, decided). Escalated share of stage 0: escalated / (escalated + decided).', labelNames: ['model', 'stage', 'outcome'], registers: [registry] });
   const modelInfo = new client.Gauge({ name: m('model_info'), help: 'Models being served (value 1), by name, version and generation.', labelNames: ['name', 'version', 'generation'], registers: [registry] });
   const reloadFailures = new client.Counter({ name: m('model_reload_failures_total'), help: 'Failed model reloads.', registers: [registry] });
   const poolSamples = new client.Counter({ name: m('pool_samples_total'), help: 'Photos sampled for the unlabeled pool, by outcome (stored, duplicate, full, dropped, failed).', labelNames: ['outcome'], registers: [registry] });
@@ -72,6 +74,10 @@ export function createMetrics(service: ScreeningService): Metrics {
       stage.observe({ stage: 'inference', source }, t.inferenceMs / 1000);
     }
     stage.observe({ stage: 'total', source }, result.timings.totalMs / 1000);
+  });
+  service.on('stage', ({ model, index, ms, escalated }) => {
+    cascadeStage.observe({ model, stage: String(index) }, ms / 1000);
+    cascadeRuns.inc({ model, stage: String(index), outcome: escalated ? 'escalated' : 'decided' });
   });
   service.on('failed', ({ source, code }) => errors.inc({ code, source }));
   service.on('cache', ({ hit }) => cache.inc({ result: hit ? 'hit' : 'miss' }));

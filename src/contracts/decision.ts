@@ -25,6 +25,8 @@ export interface ScreenedResult {
   classifiers: Array<{ name: string; version: string; top: Array<{ label: string; score: number; trade_relevant: boolean }> }>;
   image: { format: string; width: number; height: number; bytes: number };
   timings: { fetchMs: number; preprocessMs: number; queueMs: number; inferenceMs: number; totalMs: number };
+  /** With a cascade: the mode, the stages that ran, and the model that decided. */
+  cascade?: { mode: string; ran: string[]; decidedBy: string };
 }
 
 /** A pass-through field left out of a record to keep it under the record budget. */
@@ -44,6 +46,7 @@ export interface Decision {
   reasons: ScreenedResult['reasons'];
   classifiers: ScreenedResult['classifiers'];
   timings: ScreenedResult['timings'] & { crawlToDecisionMs: number | null };
+  cascade?: ScreenedResult['cascade'];
   crawledAt: string;
   decidedAt: string;
   meta?: Record<string, unknown>;
@@ -63,6 +66,7 @@ export function decisionOf(input: CrawledImage, result: ScreenedResult, decidedA
     reasons: result.reasons,
     classifiers: result.classifiers,
     timings: { ...result.timings, crawlToDecisionMs: Number.isFinite(crawled) ? decidedAt.getTime() - crawled : null },
+    ...(result.cascade ? { cascade: result.cascade } : {}),
     crawledAt: input.crawledAt,
     decidedAt: decidedAt.toISOString(),
     ...(input.meta ? { meta: input.meta } : {}),
@@ -131,6 +135,10 @@ function decisionSchema(tag: Decision['schema']) {
             },
           },
         },
+      },
+      cascade: {
+        type: 'object', additionalProperties: false, required: ['mode', 'ran', 'decidedBy'],
+        properties: { mode: shortText(16), ran: { type: 'array', minItems: 1, maxItems: 32, items: shortText(128) }, decidedBy: shortText(128) },
       },
       timings: {
         type: 'object', additionalProperties: true,

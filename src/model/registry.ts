@@ -31,6 +31,7 @@ export interface RegistryOptions<T> {
   directories: readonly string[];
   modelsRoot: string;
   engine: EngineOptions;
+  /** May throw to refuse the set (the generation is then not used and its sessions are released). */
   attach: (classifiers: readonly Classifier[]) => T;
   detach: (extra: T) => Promise<void>;
 }
@@ -176,11 +177,13 @@ class Registry<T> extends EventEmitter implements ModelRegistry<T> {
       const names = classifiers.map((c) => c.manifest.name);
       const duplicate = names.find((n, i) => names.indexOf(n) !== i);
       if (duplicate) throw new ScreeningError('MODEL_MANIFEST_INVALID', `two model directories are both named ${duplicate}.`);
+      // Inside the try: attach may refuse this set of models (a cascade naming a model that is not
+      // there), and then the sessions just loaded must go too.
+      return { id: this.nextId++, classifiers, extra: this.options.attach(classifiers), loadedAt: new Date() };
     } catch (err) {
       await Promise.all(classifiers.map((c) => c.dispose()));
       throw err;
     }
-    return { id: this.nextId++, classifiers, extra: this.options.attach(classifiers), loadedAt: new Date() };
   }
 }
 

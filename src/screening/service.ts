@@ -14,7 +14,8 @@ import type { ServiceConfig } from '../config.js';
 import { isScreeningError, ScreeningError, type ErrorCode } from '../errors.js';
 import type { Classifier } from '../model/engine.js';
 import { createModelRegistry, type ModelRegistry, type RegistryEvents } from '../model/registry.js';
-import { decide, type FlagReason } from '../policy/index.js';
+import { cascadeProblems, runCascade, type CascadeMode } from '../policy/cascade.js';
+import { decide, type ClassifierScores, type FlagReason } from '../policy/index.js';
 import { prepareForModels, tensorSpecOf, type SourceInfo } from '../preprocess/index.js';
 import { createFetcher, type Fetcher } from '../transport/fetcher.js';
 import { createPoolSampler, type PoolEvents, type PoolMeta, type PoolSampler, type PoolStatus } from './pool.js';
@@ -36,12 +37,17 @@ export interface ScreenRequest {
 export interface LabelScore { label: string; score: number; trade_relevant: boolean }
 export interface ClassifierResult { name: string; version: string; top: LabelScore[] }
 
+/** With a cascade: the mode, the models that ran in order, and which one decided. */
+export interface CascadeResult { mode: CascadeMode; ran: string[]; decidedBy: string }
+
 export interface ScreenResult {
   requestId: string;
   sha256: string;
   flagged: boolean;
   reasons: FlagReason[];
+  /** The models that screened this photo (with a cascade, only the stages that ran). */
   classifiers: ClassifierResult[];
+  cascade?: CascadeResult;
   image: SourceInfo & { url?: string };
   cached: boolean;
   timings: { fetchMs: number; preprocessMs: number; queueMs: number; inferenceMs: number; totalMs: number };
@@ -52,6 +58,8 @@ export interface ScreeningEvents {
   failed: { source: Source; code: ErrorCode | 'INTERNAL'; error: Error };
   cache: { hit: boolean };
   batch: BatchEvent & { model: string };
+  /** One cascade stage ran on a fresh photo: its preprocessing + queue + inference time, and whether it passed the photo on. */
+  stage: { model: string; index: number; ms: number; escalated: boolean };
   models: RegistryEvents['generation'];
   modelLoaded: RegistryEvents['loaded'];
   reloadFailed: RegistryEvents['reloadFailed'];
@@ -70,7 +78,11 @@ export interface ServiceOptions {
 
 interface BatchItem { tensor: Float32Array; enqueuedAt: number }
 interface BatchOutput { probabilities: Float32Array; startedAt: number; finishedAt: number }
-type Batchers = Map<Classifier, Batcher<BatchItem, BatchOutput>>;
+interface Generation {
+  batchers: Map<Classifier, Batcher<BatchItem, BatchOutput>>;
+  /** The cascade's classifiers in stage order; null without a cascade (every model on every photo). */
+  stages: Classifier[] | null;
+}
 
 export interface ScreeningService {
   screen(request: ScreenRequest): Promise<ScreenResult>;
@@ -94,7 +106,7 @@ export interface ScreeningService {
 type Cached = Omit<ScreenResult, 'requestId' | 'timings' | 'cached' | 'image'> & { image: SourceInfo };
 
 class Service extends EventEmitter implements ScreeningService {
-  private registry!: ModelRegistry<Batchers>;
+  private registry!: ModelRegistry<Generation>;
   private readonly fetcher: Fetcher;
   private readonly cache: LRUCache<string, Cached> | null;
   private readonly shadow: Shadow;
@@ -123,12 +135,15 @@ class Service extends EventEmitter implements ScreeningService {
 
   async start(): Promise<void> {
     const cfg = this.config;
-    this.registry = await createModelRegistry<Batchers>({
+    this.registry = await createModelRegistry<Generation>({
       directories: cfg.models.directories,
       modelsRoot: this.modelsRoot,
       engine: this.engineOptions(),
-      attach: (classifiers) => new Map(classifiers.map((c) => [c, this.batcherFor(c)])),
-      detach: async (batchers) => {
+      attach: (classifiers) => {
+        const stages = this.cascadeStages(classifiers);
+        return { batchers: new Map(classifiers.map((c) => [c, this.batcherFor(c)])), stages };
+      },
+      detach: async ({ batchers }) => {
         await Promise.all([...batchers.values()].map((b) => b.drain()));
       },
     });
@@ -143,6 +158,15 @@ class Service extends EventEmitter implements ScreeningService {
     // The configured candidate is the operator's own choice, so no root restriction; and a candidate
     // that does not load must not keep the service from starting: shadowStatus().lastError says why.
     if (cfg.shadow.modelDir) await this.shadow.activate(cfg.shadow.modelDir, { restricted: false }).catch(() => undefined);
+  }
+
+  /** The cascade's stages among a generation's models, or a CASCADE_INVALID listing every mismatch. */
+  private cascadeStages(classifiers: readonly Classifier[]): Classifier[] | null {
+    const { stages } = this.config.cascade;
+    if (stages.length === 0) return null;
+    const problems = cascadeProblems(stages, classifiers.map((c) => c.manifest.name));
+    if (problems.length) throw new ScreeningError('CASCADE_INVALID', problems.join('; '));
+    return stages.map((st) => classifiers.find((c) => c.manifest.name === st.model)!);
   }
 
   private batcherFor(classifier: Classifier): Batcher<BatchItem, BatchOutput> {
@@ -172,7 +196,7 @@ class Service extends EventEmitter implements ScreeningService {
 
   queueDepth() {
     const depth = { interactive: 0, bulk: 0 };
-    for (const b of this.registry.current().extra.values()) {
+    for (const b of this.registry.current().extra.batchers.values()) {
       const s = b.stats();
       depth.interactive += s.queuedByLane.interactive;
       depth.bulk += s.queuedByLane.bulk;
@@ -256,9 +280,11 @@ class Service extends EventEmitter implements ScreeningService {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const lease = this.registry.acquire();
     try {
-      const { classifiers, extra: batchers } = lease.generation;
-      // Keyed by content and model versions: a reposted photo costs no inference until a model changes.
-      const cacheKey = `${sha256}:${classifiers.map((c) => `${c.manifest.name}@${c.manifest.version}`).join(',')}`;
+      const { classifiers, extra: { stages } } = lease.generation;
+      // Keyed by content, model versions and the cascade as served: a reposted photo costs no
+      // inference until a model, a band or the CASCADE mode changes.
+      const cascadeKey = stages ? `:${JSON.stringify(this.config.cascade)}` : '';
+      const cacheKey = `${sha256}:${classifiers.map((c) => `${c.manifest.name}@${c.manifest.version}`).join(',')}${cascadeKey}`;
       const hit = this.cache?.get(cacheKey);
       if (this.cache) this.emit('cache', { hit: hit !== undefined });
       const finish = (partial: Cached, cached: boolean, timings: Omit<ScreenResult['timings'], 'totalMs' | 'fetchMs'>): ScreenResult => ({
@@ -267,33 +293,84 @@ class Service extends EventEmitter implements ScreeningService {
       });
       if (hit) return finish(hit, true, { preprocessMs: 0, queueMs: 0, inferenceMs: 0 });
 
-      const t0 = performance.now();
-      // Shared between classifiers only where the full preprocessing spec agrees (see prepareForModels).
-      const tensors = await prepareForModels(bytes, classifiers.map((c) => tensorSpecOf(c.manifest)), this.config.images);
-      const preprocessMs = performance.now() - t0;
-      const enqueuedAt = performance.now();
-      const outputs = await Promise.all(classifiers.map((c, i) => batchers.get(c)!.submit(
-        { tensor: tensors[i]!.tensor, enqueuedAt },
-        { lane: request.lane ?? 'interactive', timeoutMs: request.timeoutMs },
-      )));
-      const queueMs = Math.max(...outputs.map((o) => o.startedAt - enqueuedAt));
-      const inferenceMs = Math.max(...outputs.map((o) => o.finishedAt - o.startedAt));
-      const scores = classifiers.map((c, i) => ({ classifier: c.manifest.name, version: c.manifest.version, labels: c.manifest.labels, probabilities: outputs[i]!.probabilities }));
-      const decision = decide(scores, this.config.models.thresholds);
+      const screened = stages ? await this.screenCascade(bytes, stages, lease.generation.extra, request) : await this.screenAll(bytes, classifiers, lease.generation.extra, request);
+      const { scores, decision, timings, source } = screened;
       const partial: Cached = {
         sha256,
         flagged: decision.flagged,
         reasons: decision.reasons,
-        classifiers: scores.map((s) => ({ name: s.classifier, version: s.version, top: topK(s.labels, s.probabilities, this.config.response.topK) })),
-        image: tensors[0]!.source,
+        classifiers: scores.map((sc) => ({ name: sc.classifier, version: sc.version, top: topK(sc.labels, sc.probabilities, this.config.response.topK) })),
+        ...(screened.cascade ? { cascade: screened.cascade } : {}),
+        image: source,
       };
       this.cache?.set(cacheKey, partial);
-      const result = finish(partial, false, { preprocessMs, queueMs, inferenceMs });
-      this.sidePath(() => this.shadow.offer(bytes, sha256, scores), (error) => this.emit('shadowFailed', { candidate: '', during: 'compare', error }));
+      const result = finish(partial, false, timings);
+      // The deciding model first: a candidate with no same-named primary among those that ran is
+      // compared with what decided (with a cascade, a stage-2 candidate on a photo stage 1 kept).
+      const primaries = screened.cascade ? [...scores].reverse() : scores;
+      this.sidePath(() => this.shadow.offer(bytes, sha256, primaries), (error) => this.emit('shadowFailed', { candidate: '', during: 'compare', error }));
       return result;
     } finally {
       lease.release();
     }
+  }
+
+  private submit(batchers: Generation['batchers'], classifier: Classifier, tensor: Float32Array, request: ScreenRequest) {
+    return batchers.get(classifier)!.submit({ tensor, enqueuedAt: performance.now() }, { lane: request.lane ?? 'interactive', timeoutMs: request.timeoutMs });
+  }
+
+  /** Without a cascade: every model screens the photo, and any of them may flag it. */
+  private async screenAll(bytes: Uint8Array, classifiers: readonly Classifier[], generation: Generation, request: ScreenRequest): Promise<Screened> {
+    const t0 = performance.now();
+    // Shared between classifiers only where the full preprocessing spec agrees (see prepareForModels).
+    const tensors = await prepareForModels(bytes, classifiers.map((c) => tensorSpecOf(c.manifest)), this.config.images);
+    const preprocessMs = performance.now() - t0;
+    const enqueuedAt = performance.now();
+    const outputs = await Promise.all(classifiers.map((c, i) => this.submit(generation.batchers, c, tensors[i]!.tensor, request)));
+    const scores = classifiers.map((c, i) => scoresOf(c, outputs[i]!.probabilities));
+    return {
+      scores,
+      decision: decide(scores, this.config.models.thresholds),
+      source: tensors[0]!.source,
+      timings: {
+        preprocessMs,
+        queueMs: Math.max(...outputs.map((o) => o.startedAt - enqueuedAt)),
+        inferenceMs: Math.max(...outputs.map((o) => o.finishedAt - o.startedAt)),
+      },
+    };
+  }
+
+  /**
+   * With a cascade: stage by stage while the photo stays inside a band (src/policy/cascade.ts).
+   * Each stage prepares its own input: measured here, decoding a photo once to full-size pixels and
+   * resizing that for each stage costs more on every photo than a second decode costs on the few
+   * that escalate (docs/BENCHMARKS.md, "Cascade").
+   */
+  private async screenCascade(bytes: Uint8Array, stages: readonly Classifier[], generation: Generation, request: ScreenRequest): Promise<Screened> {
+    const timings = { preprocessMs: 0, queueMs: 0, inferenceMs: 0 };
+    let source: SourceInfo | undefined;
+    const ran: Array<{ index: number; ms: number }> = [];
+    const outcome = await runCascade(this.config.cascade, async (index) => {
+      const classifier = stages[index]!;
+      const t0 = performance.now();
+      const [prepared] = await prepareForModels(bytes, [tensorSpecOf(classifier.manifest)], this.config.images);
+      source ??= prepared!.source;
+      const enqueuedAt = performance.now();
+      timings.preprocessMs += enqueuedAt - t0;
+      const output = await this.submit(generation.batchers, classifier, prepared!.tensor, request);
+      timings.queueMs += output.startedAt - enqueuedAt;
+      timings.inferenceMs += output.finishedAt - output.startedAt;
+      ran.push({ index, ms: performance.now() - t0 });
+      return scoresOf(classifier, output.probabilities);
+    }, this.config.models.thresholds);
+    ran.forEach(({ index, ms }, k) => this.emit('stage', { model: stages[index]!.manifest.name, index, ms, escalated: k < ran.length - 1 }));
+    return {
+      scores: outcome.ran,
+      decision: outcome,
+      source: source!,
+      timings,
+      cascade: { mode: this.config.cascade.mode, ran: outcome.ran.map((r) => r.classifier), decidedBy: outcome.decidedBy },
+    };
   }
 
   async close(): Promise<void> {
@@ -306,7 +383,19 @@ class Service extends EventEmitter implements ScreeningService {
   }
 }
 
-function topK(labels: Classifier['manifest']['labels'], probabilities: Float32Array, k: number): LabelScore[] {
+interface Screened {
+  scores: ClassifierScores[];
+  decision: { flagged: boolean; reasons: FlagReason[] };
+  source: SourceInfo;
+  timings: Omit<ScreenResult['timings'], 'totalMs' | 'fetchMs'>;
+  cascade?: CascadeResult;
+}
+
+function scoresOf(classifier: Classifier, probabilities: Float32Array): ClassifierScores {
+  return { classifier: classifier.manifest.name, version: classifier.manifest.version, labels: classifier.manifest.labels, probabilities };
+}
+
+function topK(labels: readonly Classifier['manifest']['labels'][number][], probabilities: ArrayLike<number>, k: number): LabelScore[] {
   return labels
     .map((l, i) => ({ label: l.name, score: Number(probabilities[i]!.toFixed(6)), trade_relevant: l.trade_relevant }))
     .sort((a, b) => b.score - a.score)

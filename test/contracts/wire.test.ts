@@ -73,6 +73,19 @@ describe('records out', () => {
     }
   });
 
+  test('a cascade decision carries which stages ran and which decided, and the consumers keep it', () => {
+    const cascade = { mode: 'on', ran: ['lite0', 'lite2'], decidedBy: 'lite2' };
+    const decision = decisionOf(input, { ...result(true), cascade }, new Date('2025-03-01T12:00:05Z'));
+    const flag = encodeDecision(flaggedOf(decision, input.imageBase64), 1_000_000);
+    assert.ok(flag.ok);
+    const parsed = parseFlagged(bytes(flag.value));
+    assert.ok(parsed.ok, reasonOf(parsed));
+    assert.deepEqual(parsed.message.cascade, cascade);
+    const broken = encodeDecision({ ...decision, cascade: { ...cascade, ran: [] } }, 1_000_000);
+    assert.equal(broken.ok, false, 'a cascade that ran no stage breaks the contract');
+    assert.equal('cascade' in decisionOf(input, result(false), new Date()), false, 'without a cascade the field is absent');
+  });
+
   test('an output over the budget leaves out meta first, then the inline photo, and says so in the record', () => {
     const photo = 'A'.repeat(MAX_FLAGGED_INLINE_BASE64);
     const decision = decisionOf({ ...input, imageBase64: photo, meta: { description: 'x'.repeat(400_000) } }, result(true), new Date());

@@ -106,6 +106,11 @@ export function openApiDocument(config: Readonly<Pick<ServiceConfig, 'server' | 
               type: 'object', additionalProperties: false, required: ['format', 'width', 'height', 'bytes'],
               properties: { format: { type: 'string' }, width: { type: 'integer' }, height: { type: 'integer' }, bytes: { type: 'integer' }, url: { type: 'string' } },
             },
+            cascade: {
+              type: 'object', additionalProperties: false, required: ['mode', 'ran', 'decidedBy'],
+              description: 'present when the service runs a cascade (config cascade.stages): the CASCADE mode, the stages that ran in order, and the model whose scores decided',
+              properties: { mode: { enum: ['on', 'off', 'first'] }, ran: { type: 'array', minItems: 1, items: { type: 'string' } }, decidedBy: { type: 'string' } },
+            },
             cached: { type: 'boolean', description: 'served from the dedupe cache (same bytes, same model versions)' },
             timings: {
               type: 'object', additionalProperties: false, required: ['fetchMs', 'preprocessMs', 'queueMs', 'inferenceMs', 'totalMs'],

@@ -235,11 +235,15 @@ export function createApp({ service, config, metrics, logger, readiness, admissi
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   const openapi = openApiDocument(config);
+  const cascade = config.cascade.stages.length
+    ? { mode: config.cascade.mode, stages: config.cascade.stages.map((st) => ({ model: st.model, escalate: st.escalate ?? null })) }
+    : null;
+  const modelsBody = () => ({ models: service.models(), cascade });
   app.get('/openapi.json', route('/openapi.json'), (_req, res) => {
     res.json(openapi);
   });
   app.get('/v1/models', route('/v1/models'), auth, (_req, res) => {
-    res.json({ models: service.models() });
+    res.json(modelsBody());
   });
   app.post('/admin/reload', route('/admin/reload'), auth, async (_req, res) => {
     try {
@@ -249,7 +253,7 @@ export function createApp({ service, config, metrics, logger, readiness, admissi
       const detail = isScreeningError(cause) ? `${cause.code}: ${cause.message}` : (cause as Error).message;
       throw new ScreeningError('RELOAD_FAILED', detail, { cause });
     }
-    res.json({ models: service.models() });
+    res.json(modelsBody());
   });
   app.get('/admin/shadow', route('/admin/shadow'), auth, (_req, res) => {
     res.json(service.shadowStatus());

@@ -167,7 +167,31 @@ export function openApiDocument(config: Readonly<Pick<ServiceConfig, 'server' | 
             },
           },
         },
-        Models: { type: 'object', additionalProperties: false, required: ['models'], properties: { models: { type: 'array', items: ref('Model') } } },
+        Models: {
+          type: 'object', additionalProperties: false, required: ['models', 'cascade'],
+          properties: {
+            models: { type: 'array', items: ref('Model') },
+            cascade: {
+              description: 'null: every model screens every photo and any may flag it. Otherwise the stages in order; a photo whose highest trade-relevant score at a stage is in [from, below) goes on to the next, and the last stage that ran decides alone (mode off: every stage runs, the last decides; first: the first stage alone)',
+              oneOf: [{ type: 'null' }, {
+                type: 'object', additionalProperties: false, required: ['mode', 'stages'],
+                properties: {
+                  mode: { enum: ['on', 'off', 'first'] },
+                  stages: {
+                    type: 'array', minItems: 2,
+                    items: {
+                      type: 'object', additionalProperties: false, required: ['model', 'escalate'],
+                      properties: {
+                        model: { type: 'string' },
+                        escalate: { oneOf: [{ type: 'null' }, { type: 'object', additionalProperties: false, required: ['from', 'below'], properties: { from: { type: 'number' }, below: { type: 'number' } } }] },
+                      },
+                    },
+                  },
+                },
+              }],
+            },
+          },
+        },
         ShadowStatus: {
           type: 'object', additionalProperties: false,
           required: ['candidate', 'sampleRate', 'maxInFlight', 'inFlight', 'compared', 'flag', 'flagAgreementRate', 'top1AgreementRate', 'dropped', 'failed', 'skipped', 'lastError'],

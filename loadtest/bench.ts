@@ -1,9 +1,11 @@
 /**
- * npm run bench [-- --model DIR] [--seconds N] [--write]
+ * npm run bench [-- --model DIR] [--seconds N] [--data ROOT --labels CSV [--split val]] [--write]
  * In one run, on one model: bare ONNX Runtime images/s at batch 1/4/8/16, then the HTTP service
  * end to end (separate process, real JPEGs, cache off) at several concurrencies with batching on
- * and off, reporting images/s, p50/p95/p99 and the ratio service ÷ best bare engine. --write also
- * stores the table in docs/BENCHMARKS.md.
+ * and off, reporting images/s, p50/p95/p99 and the ratio service ÷ best bare engine. When the
+ * served config has a cascade, then the cascade with CASCADE=first/on/off (loadtest/cascade.ts):
+ * on the split's JPEGs and with its flag accuracy when --data/--labels are given. --write stores
+ * the tables in docs/BENCHMARKS.md, replacing only the sections this command writes.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,7 +13,8 @@ import path from 'node:path';
 import { REPO_ROOT } from '../src/config.js';
 import { loadClassifier } from '../src/model/engine.js';
 import { discoverModelDirectories } from '../src/model/registry.js';
-import { fixturePhotos, httpLoad, startService } from './lib.js';
+import { benchCascade, splitPhotos } from './cascade.js';
+import { fixturePhotos, httpLoad, replaceMarkdownSection, startService } from './lib.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1] : undefined; };
@@ -78,9 +81,25 @@ async function main() {
   }
   log('');
   log(`Best service ÷ bare-engine throughput: **${best.ratio.toFixed(2)}** (${best.label}; bare best ${bestBare.toFixed(1)} images/s).`);
+  const data = flag('data') && flag('labels') ? { root: flag('data')!, labels: flag('labels')!, split: flag('split') ?? 'val' } : undefined;
+  const cascadeLines: string[] = [];
+  await benchCascade({
+    photos: data ? await splitPhotos(data) : photos,
+    photosNote: data ? `the JPEGs of ${path.basename(path.resolve(data.root))} ${data.split}` : `the ${photos.length} Met fixture photos (pass --data/--labels for a real split)`,
+    seconds: SECONDS, concurrency: 8, data,
+    log: (line) => { cascadeLines.push(line); process.stdout.write(`${line}\n`); },
+  });
   if (args.includes('--write')) {
     const file = path.join(REPO_ROOT, 'docs', 'BENCHMARKS.md');
-    await writeFile(file, `${lines.join('\n')}\n\nMade by \`npm run bench -- --write\`. The load generator shares the machine's cores with the service, which costs the service some throughput at high concurrency.\n`);
+    let doc = await readFile(file, 'utf8').catch(() => '');
+    const made = 'Made by `npm run bench -- --write`. The load generator shares the machine\'s cores with the service, which costs the service some throughput at high concurrency.';
+    // The head (title, machine) and each "## " section this command writes; other sections stay.
+    const sections = `${lines.join('\n')}\n\n${made}\n`.split(/\n(?=## )/);
+    const head = sections.shift()!;
+    const firstSection = doc.search(/^## /m);
+    doc = firstSection >= 0 ? `${head.trimEnd()}\n\n${doc.slice(firstSection)}` : head;
+    for (const section of [...sections, cascadeLines.join('\n')]) doc = replaceMarkdownSection(doc, section.split('\n')[0]!.replace(/:.*$/, ''), section);
+    await writeFile(file, doc);
     process.stdout.write(`wrote ${file}\n`);
   }
 }

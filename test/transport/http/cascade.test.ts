@@ -41,7 +41,7 @@ describe('the cascade over HTTP', () => {
   });
 
   test('POST /v1/screen answers which stages ran and which decided, as documented', async () => {
-    const res = await fetch(`${server.url}/v1/screen`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: await jpegOf('spotted_skin', 160, 120, 3) });
+    const res = await fetch(`${server.url}/v1/screen`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: new Uint8Array(await jpegOf('spotted_skin', 160, 120, 3)) });
     assert.equal(res.status, 200);
     const body = await res.json() as Record<string, any>;
     assertMatches('ScreenResult', body);

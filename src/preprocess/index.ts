@@ -71,7 +71,7 @@ function sniffFormat(b: Uint8Array): string | undefined {
 }
 
 /** Only called once the magic bytes matched a supported format, so any decoder failure is corruption. */
-function classifySharpError(err: unknown): ScreeningError {
+export function classifySharpError(err: unknown): ScreeningError {
   const message = (err as Error)?.message ?? String(err);
   if (/pixel limit/i.test(message)) return new ScreeningError('IMAGE_TOO_MANY_PIXELS', undefined, { cause: err });
   return new ScreeningError('IMAGE_CORRUPT', message.split('\n')[0], { cause: err });
@@ -83,18 +83,26 @@ function roundHalfEven(x: number): number {
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** Decodes, orients, flattens and crops one image to the model's geometry. */
-export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, limits: ImageLimits = DEFAULT_LIMITS): Promise<PreparedImage> {
+/** sharp input options for untrusted bytes: the pixel limit enforced by the decoder too, first frame only. */
+export function decodeOptions(limits: ImageLimits = DEFAULT_LIMITS) {
+  return { limitInputPixels: limits.maxPixels, failOn: 'error' as const, pages: 1 };
+}
+
+/**
+ * The checks every decode of untrusted bytes goes through first, from the bytes and the header
+ * alone: size, magic bytes, the format sharp sees, pixel count and minimum side (after EXIF
+ * orientation, which is also how the size is reported).
+ */
+export async function inspectImage(bytes: Uint8Array, limits: ImageLimits = DEFAULT_LIMITS): Promise<SourceInfo> {
   if (bytes.length === 0) throw new ScreeningError('IMAGE_EMPTY');
   if (bytes.length > limits.maxBytes) {
     throw new ScreeningError('IMAGE_TOO_LARGE', `${bytes.length} bytes, limit ${limits.maxBytes}.`);
   }
   const sniffed = sniffFormat(bytes);
   if (!sniffed) throw new ScreeningError('IMAGE_UNSUPPORTED_FORMAT');
-  const options = { limitInputPixels: limits.maxPixels, failOn: 'error' as const, pages: 1 };
   let meta: Metadata;
   try {
-    meta = await sharp(bytes, options).metadata();
+    meta = await sharp(bytes, decodeOptions(limits)).metadata();
   } catch (err) {
     throw classifySharpError(err);
   }
@@ -113,12 +121,19 @@ export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, l
   if (Math.min(width, height) < limits.minSide) {
     throw new ScreeningError('IMAGE_TOO_SMALL', `${width}×${height}, minimum side ${limits.minSide}.`);
   }
+  return { format: meta.format, width, height, bytes: bytes.length };
+}
+
+/** Decodes, orients, flattens and crops one image to the model's geometry. */
+export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, limits: ImageLimits = DEFAULT_LIMITS): Promise<PreparedImage> {
+  const source = await inspectImage(bytes, limits);
+  const { width, height } = source;
+  const options = decodeOptions(limits);
   const scale = geometry.resizeShort / Math.min(width, height);
   const resizedWidth = Math.max(geometry.size, roundHalfEven(width * scale));
   const resizedHeight = Math.max(geometry.size, roundHalfEven(height * scale));
   const left = Math.floor((resizedWidth - geometry.size) / 2);
   const top = Math.floor((resizedHeight - geometry.size) / 2);
-  const source = { format: meta.format, width, height, bytes: bytes.length };
   try {
     // An sRGB 8-bit pipeline: otherwise 16-bit input with an embedded profile is only converted to
     // P3 and its P3 values then read as sRGB, and the resize runs on 16-bit values that are

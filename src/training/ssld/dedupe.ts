@@ -1,55 +1,25 @@
 /**
  * Keeps validation images out of the unlabelled pool, as SSLD removes ImageNet-1k val images from
- * ImageNet-22k: an exact match by sha256, and a near match by a 64-bit DCT perceptual hash (pHash),
+ * ImageNet-22k: an exact match by sha256, and a near match by a 64-bit DCT perceptual hash (pHash,
+ * src/preprocess/phash.ts, the function the screening service's near-duplicate cache uses too),
  * which survives re-encoding, resizing and small crops — the usual fate of a photo reposted on a
  * marketplace. Also drops pool images that are already labelled, and repeats within the pool.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import sharp from 'sharp';
+import { hammingDistance, perceptualHash } from '../../preprocess/phash.js';
 import type { PoolImage } from './sources.js';
 
 export interface Fingerprint { sha256: string; phash: bigint }
 
-/** Near-duplicate cut-off, from the measurement above. */
-export const DEFAULT_PHASH_DISTANCE = 10;
-const SIDE = 32;
-const BASIS = Array.from({ length: 8 }, (_, u) => Array.from({ length: SIDE }, (_, x) => Math.cos(((2 * x + 1) * u * Math.PI) / (2 * SIDE))));
-
 /**
- * pHash: 32×32 greyscale, 2-D DCT, the 8×8 lowest frequencies, one bit per coefficient above their
- * median (DC left out of the median). On wildlife-v1 photos, copies halved and re-encoded as JPEG
+ * Near-duplicate cut-off for the pool. On wildlife-v1 photos, copies halved and re-encoded as JPEG
  * q60, WebP q50 or cropped 3 % per side were within distance 10 in 96 % of cases, while 99.9 % of
- * pairs of different photos were 16 or more apart.
+ * pairs of different photos were 16 or more apart. Looser than the screening service's cut-off
+ * (cache.nearDistance): a false match here drops one pool image, there it answers with another
+ * photo's decision.
  */
-export async function perceptualHash(bytes: Uint8Array): Promise<bigint> {
-  const px = await sharp(bytes, { failOn: 'error' }).rotate().flatten({ background: '#ffffff' }).greyscale()
-    .resize(SIDE, SIDE, { fit: 'fill', kernel: 'linear' }).toColourspace('b-w').raw().toBuffer();
-  const rows = Array.from({ length: SIDE }, (_, y) => BASIS.map((basis) => {
-    let sum = 0;
-    for (let x = 0; x < SIDE; x++) sum += px[y * SIDE + x]! * basis[x]!;
-    return sum;
-  }));
-  const coefficients: number[] = [];
-  for (let v = 0; v < 8; v++) {
-    for (let u = 0; u < 8; u++) {
-      let sum = 0;
-      for (let y = 0; y < SIDE; y++) sum += rows[y]![u]! * BASIS[v]![y]!;
-      coefficients.push(sum);
-    }
-  }
-  const median = coefficients.slice(1).sort((a, b) => a - b)[31]!;
-  let hash = 0n;
-  for (const c of coefficients) hash = (hash << 1n) | (c > median ? 1n : 0n);
-  return hash;
-}
-
-export function hammingDistance(a: bigint, b: bigint): number {
-  let x = a ^ b;
-  let count = 0;
-  while (x) { x &= x - 1n; count++; }
-  return count;
-}
+export const DEFAULT_PHASH_DISTANCE = 10;
 
 export async function fingerprint(file: string): Promise<Fingerprint> {
   const bytes = await readFile(file);

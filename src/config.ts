@@ -24,7 +24,11 @@ export interface ServiceConfig {
   images: { maxBytes: number; maxPixels: number; minSide: number };
   fetch: { timeoutMs: number; maxBytes: number; maxRedirects: number; allowlist: string[] };
   batching: { enabled: boolean; maxBatchSize: number; preferredBatchSizes: number[]; maxQueueDelayMs: number; maxQueueSize: number; defaultTimeoutMs: number };
-  cache: { maxEntries: number; ttlSeconds: number };
+  /**
+   * Decisions kept for repeats: by sha256 (exact), and with nearEnabled also by pHash within
+   * nearDistance bits (src/screening/near-cache.ts): a repost answered with another photo's decision.
+   */
+  cache: { maxEntries: number; ttlSeconds: number; nearEnabled: boolean; nearDistance: number };
   /** Models run one after another while unsure (src/policy/cascade.ts); no stages = every model on every photo. */
   cascade: { mode: 'on' | 'off' | 'first'; stages: Array<{ model: string; escalate?: { from: number; below: number } | null }> };
   kafka: {
@@ -100,7 +104,11 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
     preferredBatchSizes: { type: 'array', items: posInt }, maxQueueDelayMs: { type: 'integer', minimum: 0 },
     maxQueueSize: posInt, defaultTimeoutMs: posInt,
   }),
-  cache: section(['maxEntries', 'ttlSeconds'], { maxEntries: { type: 'integer', minimum: 0 }, ttlSeconds: posInt }),
+  cache: section(['maxEntries', 'ttlSeconds', 'nearEnabled', 'nearDistance'], {
+    maxEntries: { type: 'integer', minimum: 0 }, ttlSeconds: posInt, nearEnabled: { type: 'boolean' },
+    // Past 16 bits, unrelated photos match (docs/BENCHMARKS.md, "Near-duplicate cache").
+    nearDistance: { type: 'integer', minimum: 0, maximum: 16 },
+  }),
   cascade: section(['mode', 'stages'], {
     mode: { enum: ['on', 'off', 'first'] },
     stages: { type: 'array', items: section(['model'], { model: { type: 'string', minLength: 1 }, escalate: { oneOf: [{ type: 'null' }, section(['from', 'below'], { from: rate, below: rate })] } }) },
@@ -200,6 +208,7 @@ const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown, Rec
   INTRA_OP_THREADS: ['models', 'intraOpThreads', number],
   BATCHING: ['batching', 'enabled', bool],
   CASCADE: ['cascade', 'mode', String],
+  NEAR_DEDUPE: ['cache', 'nearEnabled', bool],
   MAX_BATCH_SIZE: ['batching', 'maxBatchSize', number],
   FETCH_ALLOWLIST: ['fetch', 'allowlist', list],
   LOG_LEVEL: ['logging', 'level', String],

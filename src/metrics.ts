@@ -41,7 +41,8 @@ export function createMetrics(service: ScreeningService): Metrics {
   const screened = new client.Counter({ name: m('images_screened_total'), help: 'Images screened, by source and outcome.', labelNames: ['source', 'flagged'], registers: [registry] });
   const flagged = new client.Counter({ name: m('images_flagged_total'), help: 'Flag reasons, by source, classifier and label.', labelNames: ['source', 'classifier', 'label'], registers: [registry] });
   const errors = new client.Counter({ name: m('errors_total'), help: 'Failed requests by error code and source.', labelNames: ['code', 'source'], registers: [registry] });
-  const cache = new client.Counter({ name: m('cache_requests_total'), help: 'Dedupe cache look-ups by result.', labelNames: ['result'], registers: [registry] });
+  const cache = new client.Counter({ name: m('cache_requests_total'), help: 'Dedupe cache look-ups by result: hit (same sha256), near (pHash within cache.nearDistance, another photo\'s decision), miss.', labelNames: ['result'], registers: [registry] });
+  const nearDistance = new client.Histogram({ name: m('cache_near_distance'), help: 'pHash bits between a photo answered as a near-duplicate and the photo whose decision answered it.', buckets: [0, 1, 2, 3, 4, 6, 8, 10, 12, 16], registers: [registry] });
   const cascadeStage = new client.Histogram({ name: m('cascade_stage_duration_seconds'), help: 'Per cascade stage that ran on a fresh photo: its preprocessing, queue wait and inference.', labelNames: ['model', 'stage'], buckets: LATENCY_BUCKETS, registers: [registry] });
   const cascadeRuns = new client.Counter({ name: m('cascade_stage_runs_total'), help: 'Cascade stages run on fresh photos, by model and outcome (escalated = passed on, decided). Escalated share of stage 0: escalated / (escalated + decided).', labelNames: ['model', 'stage', 'outcome'], registers: [registry] });
   const modelInfo = new client.Gauge({ name: m('model_info'), help: 'Models being served (value 1), by name, version and generation.', labelNames: ['name', 'version', 'generation'], registers: [registry] });
@@ -80,7 +81,10 @@ export function createMetrics(service: ScreeningService): Metrics {
     cascadeRuns.inc({ model, stage: String(index), outcome: escalated ? 'escalated' : 'decided' });
   });
   service.on('failed', ({ source, code }) => errors.inc({ code, source }));
-  service.on('cache', ({ hit }) => cache.inc({ result: hit ? 'hit' : 'miss' }));
+  service.on('cache', ({ result, distance }) => {
+    cache.inc({ result });
+    if (distance !== undefined) nearDistance.observe(distance);
+  });
   service.on('batch', (e) => {
     batchSize.observe({ model: e.model }, e.size);
     batchSeconds.observe({ model: e.model }, e.executeMs / 1000);

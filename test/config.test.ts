@@ -123,6 +123,26 @@ describe('service configuration', () => {
     });
   });
 
+  test('near-duplicate answers are on by default within a small distance; NEAR_DEDUPE=off switches them off', () => {
+    const config = loadConfig({});
+    assert.equal(config.cache.nearEnabled, true);
+    assert.ok(Number.isInteger(config.cache.nearDistance) && config.cache.nearDistance > 0 && config.cache.nearDistance <= 8, `default ${config.cache.nearDistance}`);
+    assert.equal(loadConfig({ NEAR_DEDUPE: 'off' }).cache.nearEnabled, false);
+    assert.equal(loadConfig({}, { cache: { nearDistance: 0 } }).cache.nearDistance, 0, '0 = the same pHash only');
+  });
+
+  test('every bad near-duplicate setting is listed: distance negative, fractional, past 16 or not a number; the switch not a boolean', () => {
+    for (const [nearDistance, expected] of [[-1, /must be >= 0/], [17, /must be <= 16/], [2.5, /must be integer/], ['six', /must be integer/]] as const) {
+      assert.throws(() => loadConfig({}, { cache: { nearDistance } }), (err: unknown) => err instanceof ConfigError && err.problems.some((p) => p.startsWith('cache.nearDistance:') && expected.test(p)), String(nearDistance));
+    }
+    assert.throws(() => loadConfig({ NEAR_DEDUPE: 'maybe' }, { cache: { nearDistance: 40 } }), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.ok(err.problems.some((p) => p.startsWith('cache.nearEnabled:')), err.message);
+      assert.ok(err.problems.some((p) => p.startsWith('cache.nearDistance:')), err.message);
+      return true;
+    });
+  });
+
   test('production without API keys is refused', () => {
     assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /NODE_ENV=production requires API keys/);
     assert.equal(loadConfig({ NODE_ENV: 'production', API_KEYS: 'k'.repeat(32) }).production, true);

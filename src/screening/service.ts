@@ -8,7 +8,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import { LRUCache } from 'lru-cache';
 import { createBatcher, type Batcher, type BatchEvent, type Lane } from '../batching/index.js';
 import type { ServiceConfig } from '../config.js';
 import { isScreeningError, ScreeningError, type ErrorCode } from '../errors.js';
@@ -18,6 +17,7 @@ import { cascadeProblems, runCascade, type CascadeMode } from '../policy/cascade
 import { decide, type ClassifierScores, type FlagReason } from '../policy/index.js';
 import { prepareForModels, tensorSpecOf, type SourceInfo } from '../preprocess/index.js';
 import { createFetcher, type Fetcher } from '../transport/fetcher.js';
+import { DecisionCache, makerOf } from './decision-cache.js';
 import { createPoolSampler, type PoolEvents, type PoolMeta, type PoolSampler, type PoolStatus } from './pool.js';
 import { Shadow, type ShadowEvents, type ShadowStatus } from './shadow.js';
 
@@ -49,14 +49,18 @@ export interface ScreenResult {
   classifiers: ClassifierResult[];
   cascade?: CascadeResult;
   image: SourceInfo & { url?: string };
-  cached: boolean;
+  /** true: these bytes were screened before; "near": a photo within `near.distance` pHash bits was. */
+  cached: boolean | 'near';
+  /** With cached "near": how many of the 64 pHash bits differ, and the photo whose decision this is. */
+  near?: { distance: number; sha256: string };
   timings: { fetchMs: number; preprocessMs: number; queueMs: number; inferenceMs: number; totalMs: number };
 }
 
 export interface ScreeningEvents {
   screened: { source: Source; result: ScreenResult };
   failed: { source: Source; code: ErrorCode | 'INTERNAL'; error: Error };
-  cache: { hit: boolean };
+  /** hit: by sha256; near: by pHash, `distance` bits away; miss: screened. */
+  cache: { result: 'hit' | 'near' | 'miss'; distance?: number };
   batch: BatchEvent & { model: string };
   /** One cascade stage ran on a fresh photo: its preprocessing + queue + inference time, and whether it passed the photo on. */
   stage: { model: string; index: number; ms: number; escalated: boolean };
@@ -103,12 +107,12 @@ export interface ScreeningService {
   on<K extends keyof ScreeningEvents>(event: K, listener: (e: ScreeningEvents[K]) => void): void;
 }
 
-type Cached = Omit<ScreenResult, 'requestId' | 'timings' | 'cached' | 'image'> & { image: SourceInfo };
+type Cached = Omit<ScreenResult, 'requestId' | 'timings' | 'cached' | 'near' | 'image'> & { image: SourceInfo };
 
 class Service extends EventEmitter implements ScreeningService {
   private registry!: ModelRegistry<Generation>;
   private readonly fetcher: Fetcher;
-  private readonly cache: LRUCache<string, Cached> | null;
+  private readonly cache: DecisionCache<Cached> | null;
   private readonly shadow: Shadow;
   private pool: PoolSampler | null = null;
   private closing = false;
@@ -125,7 +129,7 @@ class Service extends EventEmitter implements ScreeningService {
     this.shadow.on('candidate', (e) => this.emit('shadowCandidate', e));
     this.shadow.on('failed', (e) => this.emit('shadowFailed', e));
     this.fetcher = createFetcher({ timeoutMs: config.fetch.timeoutMs, maxBytes: config.fetch.maxBytes, maxRedirects: config.fetch.maxRedirects, allowlist: [...config.fetch.allowlist] });
-    this.cache = config.cache.maxEntries > 0 ? new LRUCache({ max: config.cache.maxEntries, ttl: config.cache.ttlSeconds * 1000 }) : null;
+    this.cache = config.cache.maxEntries > 0 ? new DecisionCache(config.cache, config.images) : null;
   }
 
   private engineOptions() {
@@ -281,17 +285,18 @@ class Service extends EventEmitter implements ScreeningService {
     const lease = this.registry.acquire();
     try {
       const { classifiers, extra: { stages } } = lease.generation;
-      // Keyed by content, model versions and the cascade as served: a reposted photo costs no
-      // inference until a model, a band or the CASCADE mode changes.
-      const cascadeKey = stages ? `:${JSON.stringify(this.config.cascade)}` : '';
-      const cacheKey = `${sha256}:${classifiers.map((c) => `${c.manifest.name}@${c.manifest.version}`).join(',')}${cascadeKey}`;
-      const hit = this.cache?.get(cacheKey);
-      if (this.cache) this.emit('cache', { hit: hit !== undefined });
-      const finish = (partial: Cached, cached: boolean, timings: Omit<ScreenResult['timings'], 'totalMs' | 'fetchMs'>): ScreenResult => ({
-        requestId, ...partial, image: { ...partial.image, ...(request.url ? { url: request.url } : {}) }, cached,
+      // The models' versions and the cascade as served: a reposted photo costs no inference until a
+      // model, a band or the CASCADE mode changes.
+      const maker = makerOf(classifiers, stages ? this.config.cascade : null, lease.generation.id);
+      const lookup = this.cache ? await this.cache.lookup(bytes, sha256, maker) : null;
+      if (lookup) this.emit('cache', { result: lookup.result, ...(lookup.result === 'near' ? { distance: lookup.distance } : {}) });
+      const finish = (partial: Cached, cached: ScreenResult['cached'], timings: Omit<ScreenResult['timings'], 'totalMs' | 'fetchMs'>, near?: ScreenResult['near']): ScreenResult => ({
+        requestId, ...partial, image: { ...partial.image, ...(request.url ? { url: request.url } : {}) }, cached, ...(near ? { near } : {}),
         timings: { fetchMs, ...timings, totalMs: performance.now() - started },
       });
-      if (hit) return finish(hit, true, { preprocessMs: 0, queueMs: 0, inferenceMs: 0 });
+      if (lookup?.result === 'hit') return finish(lookup.value, true, { preprocessMs: 0, queueMs: 0, inferenceMs: 0 });
+      // Another photo's decision, describing this photo.
+      if (lookup?.result === 'near') return finish({ ...lookup.value, sha256, image: lookup.source }, 'near', { preprocessMs: lookup.hashMs, queueMs: 0, inferenceMs: 0 }, { distance: lookup.distance, sha256: lookup.sha256 });
 
       const screened = stages ? await this.screenCascade(bytes, stages, lease.generation.extra, request) : await this.screenAll(bytes, classifiers, lease.generation.extra, request);
       const { scores, decision, timings, source } = screened;
@@ -303,8 +308,8 @@ class Service extends EventEmitter implements ScreeningService {
         ...(screened.cascade ? { cascade: screened.cascade } : {}),
         image: source,
       };
-      this.cache?.set(cacheKey, partial);
-      const result = finish(partial, false, timings);
+      if (lookup) this.cache!.remember(lookup, sha256, maker, partial);
+      const result = finish(partial, false, { ...timings, preprocessMs: timings.preprocessMs + (lookup?.hashMs ?? 0) });
       // The deciding model first: a candidate with no same-named primary among those that ran is
       // compared with what decided (with a cascade, a stage-2 candidate on a photo stage 1 kept).
       const primaries = screened.cascade ? [...scores].reverse() : scores;

@@ -111,7 +111,18 @@ export function openApiDocument(config: Readonly<Pick<ServiceConfig, 'server' | 
               description: 'present when the service runs a cascade (config cascade.stages): the CASCADE mode, the stages that ran in order, and the model whose scores decided',
               properties: { mode: { enum: ['on', 'off', 'first'] }, ran: { type: 'array', minItems: 1, items: { type: 'string' } }, decidedBy: { type: 'string' } },
             },
-            cached: { type: 'boolean', description: 'served from the dedupe cache (same bytes, same model versions)' },
+            cached: {
+              oneOf: [{ type: 'boolean' }, { const: 'near' }],
+              description: 'true: served from the dedupe cache (same bytes, same model versions); "near": a near-duplicate (config cache.nearDistance) of a photo these models screened answered, with that photo\'s decision (see near); false: screened now',
+            },
+            near: {
+              type: 'object', additionalProperties: false, required: ['distance', 'sha256'],
+              description: 'present when cached is "near": the decision above is that of another photo. sha256 and image describe the photo sent',
+              properties: {
+                distance: { type: 'integer', minimum: 0, maximum: 64, description: 'pHash bits (of 64) that differ between the two photos' },
+                sha256: { type: 'string', pattern: '^[0-9a-f]{64}$', description: 'the photo that was screened and whose decision this is' },
+              },
+            },
             timings: {
               type: 'object', additionalProperties: false, required: ['fetchMs', 'preprocessMs', 'queueMs', 'inferenceMs', 'totalMs'],
               properties: { fetchMs: { type: 'number' }, preprocessMs: { type: 'number' }, queueMs: { type: 'number' }, inferenceMs: { type: 'number' }, totalMs: { type: 'number' } },

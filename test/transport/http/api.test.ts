@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { loadConfig, ConfigError } from '../../../src/config.js';
+import sharp from 'sharp';
+import { loadConfig, ConfigError, REPO_ROOT } from '../../../src/config.js';
 import type { RunningServer } from '../../../src/server.js';
 import { openApiDocument } from '../../../src/transport/http/openapi.js';
 import { jpegOf } from '../../helpers/images.js';
@@ -79,6 +82,23 @@ describe('the HTTP API', () => {
     assert.deepEqual(second.classifiers, first.classifiers);
     const text = await (await fetch(`${server.url}/metrics`)).text();
     assert.match(text, /wildlife_cache_requests_total\{result="hit"\} [1-9]/);
+  });
+
+  test('a resized repost of a screened photo is answered "near" in the documented shape, and counted as a near hit', async () => {
+    const original = await readFile(path.join(REPO_ROOT, 'test/fixtures/met/ivory_209842.jpg'));
+    const repost = await sharp(original).resize(98).jpeg({ quality: 75 }).toBuffer();
+    const first = (await (await post('/v1/screen', original, { 'content-type': 'image/jpeg' })).json()) as Record<string, any>;
+    const res = await post('/v1/screen', repost, { 'content-type': 'image/jpeg' });
+    assert.equal(res.status, 200);
+    const near = (await res.json()) as Record<string, any>;
+    assertMatches('ScreenResult', near);
+    assert.equal(near.cached, 'near');
+    assert.equal(near.near.sha256, first.sha256);
+    assert.ok(Number.isInteger(near.near.distance));
+    assert.equal(near.image.width, 98);
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(text, /wildlife_cache_requests_total\{result="near"\} [1-9]/);
+    assert.match(text, /wildlife_cache_near_distance_count [1-9]/);
   });
 
   test('a batch screens each item on its own: one broken photo does not sink the others', async () => {

@@ -27,6 +27,8 @@ export interface ScreenedResult {
   timings: { fetchMs: number; preprocessMs: number; queueMs: number; inferenceMs: number; totalMs: number };
   /** With a cascade: the mode, the stages that ran, and the model that decided. */
   cascade?: { mode: string; ran: string[]; decidedBy: string };
+  /** Answered by a near-duplicate: pHash bits apart, and the photo whose decision this is. */
+  near?: { distance: number; sha256: string };
 }
 
 /** A pass-through field left out of a record to keep it under the record budget. */
@@ -47,6 +49,11 @@ export interface Decision {
   classifiers: ScreenedResult['classifiers'];
   timings: ScreenedResult['timings'] & { crawlToDecisionMs: number | null };
   cascade?: ScreenedResult['cascade'];
+  /**
+   * Present when the decision is another photo's, a near-duplicate of this one (the service's
+   * cache.nearDistance): analysts see that the scores were not computed on the photo under `image`.
+   */
+  near?: ScreenedResult['near'];
   crawledAt: string;
   decidedAt: string;
   meta?: Record<string, unknown>;
@@ -67,6 +74,7 @@ export function decisionOf(input: CrawledImage, result: ScreenedResult, decidedA
     classifiers: result.classifiers,
     timings: { ...result.timings, crawlToDecisionMs: Number.isFinite(crawled) ? decidedAt.getTime() - crawled : null },
     ...(result.cascade ? { cascade: result.cascade } : {}),
+    ...(result.near ? { near: result.near } : {}),
     crawledAt: input.crawledAt,
     decidedAt: decidedAt.toISOString(),
     ...(input.meta ? { meta: input.meta } : {}),
@@ -139,6 +147,10 @@ function decisionSchema(tag: Decision['schema']) {
       cascade: {
         type: 'object', additionalProperties: false, required: ['mode', 'ran', 'decidedBy'],
         properties: { mode: shortText(16), ran: { type: 'array', minItems: 1, maxItems: 32, items: shortText(128) }, decidedBy: shortText(128) },
+      },
+      near: {
+        type: 'object', additionalProperties: false, required: ['distance', 'sha256'],
+        properties: { distance: { type: 'integer', minimum: 0, maximum: 64 }, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
       },
       timings: {
         type: 'object', additionalProperties: true,

@@ -86,6 +86,23 @@ describe('records out', () => {
     assert.equal('cascade' in decisionOf(input, result(false), new Date()), false, 'without a cascade the field is absent');
   });
 
+  test('a decision answered by a near-duplicate names that photo and the distance, and the review console keeps both', () => {
+    const near = { distance: 2, sha256: 'cd'.repeat(32) };
+    const decision = decisionOf(input, { ...result(true), near }, new Date('2025-03-01T12:00:05Z'));
+    assert.equal(decision.image.sha256, SHA, 'the photo under image is still the one crawled');
+    const flag = encodeDecision(flaggedOf(decision, input.imageBase64), 1_000_000);
+    assert.ok(flag.ok);
+    const parsed = parseFlagged(bytes(flag.value));
+    assert.ok(parsed.ok, reasonOf(parsed));
+    assert.deepEqual(parsed.message.near, near);
+    const screened = encodeDecision(decision, 1_000_000);
+    assert.ok(screened.ok && parseScreened(bytes(screened.value)).ok);
+    for (const broken of [{ ...near, distance: 65 }, { ...near, sha256: 'CD'.repeat(32) }, { distance: 2 }]) {
+      assert.equal(encodeDecision({ ...decision, near: broken as typeof near }, 1_000_000).ok, false, JSON.stringify(broken));
+    }
+    assert.equal('near' in decisionOf(input, result(false), new Date()), false, 'a decision made on the photo itself has no near field');
+  });
+
   test('an output over the budget leaves out meta first, then the inline photo, and says so in the record', () => {
     const photo = 'A'.repeat(MAX_FLAGGED_INLINE_BASE64);
     const decision = decisionOf({ ...input, imageBase64: photo, meta: { description: 'x'.repeat(400_000) } }, result(true), new Date());

@@ -95,10 +95,11 @@ async function main() {
   const manifest = JSON.parse(await readFile(path.join(modelDir, 'model.json'), 'utf8')) as { name: string; version: string; precision: string; input: { size: number } };
 
   // The shipped defaults (cache on, as in production), with only the deadlines of the benchmark
-  // config: a soak must measure the cache filling up, which bench-config.yaml switches off.
+  // config: a soak must measure the cache filling up, which bench-config.yaml switches off. Near
+  // answers off: the later passes are near copies on purpose, each to cost a decode and inference.
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'wildlife-soak-'));
   const configFile = path.join(tmp, 'config.yaml');
-  await writeFile(configFile, JSON.stringify({ server: { requestTimeoutMs: 60000 }, batching: { defaultTimeoutMs: 60000 } }));
+  await writeFile(configFile, JSON.stringify({ server: { requestTimeoutMs: 60000 }, batching: { defaultTimeoutMs: 60000 }, cache: { nearEnabled: false } }));
   const env = { CONFIG_FILE: configFile };
   const cacheEntries = loadConfig({ ...process.env, ...env }).cache.maxEntries;
 

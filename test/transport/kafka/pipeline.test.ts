@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { REPO_ROOT } from '../../../src/config.js';
 import { readPool } from '../../../src/screening/pool.js';
 import type { RunningServer } from '../../../src/server.js';
 import { collect, publish, type TopicCollector } from '../../../src/transport/kafka/tools.js';
@@ -150,6 +153,26 @@ describe('the Kafka pipeline on a real broker', () => {
     assert.match(text, /wildlife_kafka_crawl_to_decision_seconds_count [1-9]/);
     assert.match(text, new RegExp(`wildlife_kafka_consumer_lag\\{topic="${names.topics.input.replaceAll('.', '\\.')}",partition="[01]"\\} 0`));
     assert.match(text, /wildlife_images_screened_total\{source="kafka",flagged="(true|false)"\} \d+/);
+  });
+
+  test('a repost of a crawled photo at half size is decided as a near-duplicate, and its decision names the photo screened', async () => {
+    const original = await readFile(path.join(REPO_ROOT, 'test/fixtures/met/ivory_209842.jpg'));
+    const repost = await sharp(original).resize(98).jpeg({ quality: 75 }).toBuffer();
+    const decided = async (id: string, bytes: Buffer) => {
+      await publish(brokers, names.topics.input, [{ key: id, value: crawled(id, { imageBase64: bytes.toString('base64') }) }]);
+      const records = await outputs.waitFor((r) => r.some((x) => x.topic === names.topics.results && x.key === id), 30_000);
+      const record = records.find((x) => x.topic === names.topics.results && x.key === id)!;
+      const parsed = parseScreened(Buffer.from(record.value));
+      assert.ok(parsed.ok, parsed.ok ? '' : parsed.reason);
+      return parsed.message;
+    };
+    const first = await decided('near-original', original);
+    const second = await decided('near-repost', repost);
+    assert.equal(first.near, undefined);
+    assert.equal(second.image.sha256, createHash('sha256').update(repost).digest('hex'), 'the photo under image is the one crawled');
+    assert.equal(second.near?.sha256, first.image.sha256);
+    assert.ok(Number.isInteger(second.near?.distance));
+    assert.deepEqual([second.flagged, second.reasons], [first.flagged, first.reasons]);
   });
 });
 

@@ -266,8 +266,14 @@ export function loadConfig(
   const component = options.component ?? 'service';
   const file = env.CONFIG_FILE ? path.resolve(env.CONFIG_FILE) : DEFAULT_CONFIG_FILE;
   const raw = readYaml(DEFAULT_CONFIG_FILE);
+  // A cascade belongs to the model set it was written for: a layer (file, MODEL_DIRS, overrides)
+  // that names the models without naming a cascade serves exactly those models, each on every photo.
+  const namesModelsOnly = (layer: Record<string, unknown>) => (layer.models as Record<string, unknown> | undefined)?.directories !== undefined && layer.cascade === undefined;
+  const clearCascade = (target: Record<string, unknown>) => { target.cascade = { ...(target.cascade as object), stages: [] }; };
   if (file !== DEFAULT_CONFIG_FILE) {
-    for (const [sec, values] of Object.entries(readYaml(file))) raw[sec] = mergeOver(raw[sec], values) as Record<string, unknown>;
+    const layer = readYaml(file);
+    for (const [sec, values] of Object.entries(layer)) raw[sec] = mergeOver(raw[sec], values) as Record<string, unknown>;
+    if (namesModelsOnly(layer)) clearCascade(raw);
   }
   const config: Record<string, unknown> = structuredClone(raw);
   for (const [name, [sec, key, parse, also]] of Object.entries(ENV_OVERRIDES)) {
@@ -277,7 +283,9 @@ export function loadConfig(
     target[key] = parse(value);
     Object.assign(target, also);
   }
+  if (env.MODEL_DIRS) clearCascade(config);
   for (const [sec, values] of Object.entries(overrides)) config[sec] = { ...(config[sec] as object), ...values };
+  if (namesModelsOnly(overrides)) clearCascade(config);
   config.production = env.NODE_ENV === 'production';
   const problems = validate(config) ? [] : [...new Set((validate.errors ?? []).map(describeSchemaError))];
   if (problems.length === 0) {

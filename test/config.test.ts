@@ -164,4 +164,25 @@ describe('service configuration', () => {
       return true;
     });
   });
+
+  test('a layer that names the models without a cascade serves exactly those models, without the default cascade', async () => {
+    assert.ok(loadConfig({}).cascade.stages.length >= 2, 'the defaults ship a cascade');
+    assert.deepEqual(loadConfig({ MODEL_DIRS: 'models/x' }).cascade.stages, []);
+    assert.deepEqual(loadConfig({}, { models: { directories: ['models/x'] } }).cascade.stages, []);
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'wildlife-config-'));
+    try {
+      const only = path.join(tmp, 'only.yaml');
+      await writeFile(only, 'models:\n  directories: [models/x]\n');
+      assert.deepEqual(loadConfig({ CONFIG_FILE: only }).cascade.stages, []);
+      const both = path.join(tmp, 'both.yaml');
+      await writeFile(both, 'models:\n  directories: [models/a, models/b]\ncascade:\n  stages:\n    - { model: a, escalate: { from: 0.1, below: 0.9 } }\n    - { model: b }\n');
+      assert.deepEqual(loadConfig({ CONFIG_FILE: both }).cascade.stages.map((st) => st.model), ['a', 'b']);
+      const threshold = path.join(tmp, 'threshold.yaml');
+      await writeFile(threshold, 'models:\n  thresholds: { m: { ivory: 0.5 } }\n');
+      assert.deepEqual(loadConfig({ CONFIG_FILE: threshold }).cascade, loadConfig({}).cascade, 'a file that does not name the models keeps the cascade');
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
 });
+

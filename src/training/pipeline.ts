@@ -168,15 +168,21 @@ export async function finishTraining(options: TrainOptions): Promise<TrainResult
   return { fp32, int8, summary };
 }
 
-const LITE_LR_GROUPS = ['the stem', 'stages 16-24', 'stages 40-80', 'stages 112-192', 'stage 320 and the head conv'];
+/** The five lr_mult groups by stage width (Lite2 is 1.1× wider from the third stage on). */
+const LITE_LR_GROUPS: Record<string, string[]> = {
+  EfficientNetLite0: ['the stem', 'stages 16-24', 'stages 40-80', 'stages 112-192', 'stage 320 and the head conv'],
+  EfficientNetLite1: ['the stem', 'stages 16-24', 'stages 40-80', 'stages 112-192', 'stage 320 and the head conv'],
+  EfficientNetLite2: ['the stem', 'stages 16-24', 'stages 48-88', 'stages 120-208', 'stage 352 and the head conv'],
+};
 
 /** Leading zero lr_mult groups are frozen outright (wildtrain/efficientnet_lite.py): say which, in plain words. */
 function frozenNote(config: TrainConfig, summary: TrainingSummary): { frozen?: string } {
   const mults = config.Arch.lr_mult_list ?? [];
   const count = mults.findIndex((m) => m !== 0);
-  if (count <= 0 || !config.Arch.name.startsWith('EfficientNetLite')) return {};
+  const groups = LITE_LR_GROUPS[config.Arch.name];
+  if (count <= 0 || !groups) return {};
   const cached = summary.cached_views ? `; their outputs were computed once in ONNX Runtime for ${summary.cached_views} augmented crops per training image (Global.cached_views)` : '';
-  return { frozen: `Not fine-tuned: ${LITE_LR_GROUPS.slice(0, count).join(', ')} (lr_mult 0, no gradient, ImageNet BatchNorm statistics kept)${cached}. Everything after them and the classifier head were trained.` };
+  return { frozen: `Not fine-tuned: ${groups.slice(0, count).join(', ')} (lr_mult 0, no gradient, ImageNet BatchNorm statistics kept)${cached}. Everything after them and the classifier head were trained.` };
 }
 
 export async function exportOnnx(weights: string, arch: string, classNum: number, out: string, allowHeadReinit = false): Promise<ExportResult> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { chooseBand, type BandItem } from '../../src/training/cascade-band.js';
+import { chooseBand, withBand, type BandItem } from '../../src/training/cascade-band.js';
 
 /** Photos where the first stage errs only between 0.3 and 0.7, and the last stage is always right. */
 function items(): BandItem[] {
@@ -57,3 +57,40 @@ describe('choosing a cascade band', () => {
     }
   });
 });
+
+describe('writing a band into a config file', () => {
+  const file = [
+    'server:',
+    '  port: 8080                # PORT, aligned comments stay aligned',
+    'cascade:',
+    '  mode: on                  # CASCADE',
+    '  stages:',
+    '    - model: small   # the cheap one',
+    '      escalate: { from: 0, below: 1 }  # placeholder',
+    '    - model: big',
+    '',
+  ].join('\n');
+
+  test('replaces only the first stage\'s escalate line, keeping every other line byte for byte', () => {
+    const out = withBand(file, 'f.yaml', 'small', '{ from: 0.2, below: 0.5 }', 'calibrated on calib');
+    const before = file.split('\n');
+    const after = out.split('\n');
+    assert.equal(after.length, before.length);
+    after.forEach((line, i) => {
+      if (i === 6) assert.equal(line, '      escalate: { from: 0.2, below: 0.5 } # calibrated on calib');
+      else assert.equal(line, before[i]);
+    });
+  });
+
+  test('adds the line under the model when the stage has no band yet, at the same indentation', () => {
+    const out = withBand(file.replace('      escalate: { from: 0, below: 1 }  # placeholder\n', ''), 'f.yaml', 'small', '{ from: 0.2, below: 0.5 }', 'c');
+    assert.match(out, /    - model: small   # the cheap one\n      escalate: \{ from: 0\.2, below: 0\.5 \} # c\n    - model: big/);
+  });
+
+  test('refuses a file whose first stage is another model, or whose band spans lines', () => {
+    assert.throws(() => withBand(file, 'f.yaml', 'other', '{}', 'c'), /no cascade\.stages\[0\] naming other/);
+    const block = file.replace('escalate: { from: 0, below: 1 }  # placeholder', 'escalate:\n        from: 0\n        below: 1');
+    assert.throws(() => withBand(block, 'f.yaml', 'small', '{}', 'c'), /on one line/);
+  });
+});
+

@@ -9,12 +9,11 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { isMap, parseDocument } from 'yaml';
 import { loadConfig } from '../../config.js';
 import { ScreeningError } from '../../errors.js';
 import { tradeScore } from '../../policy/cascade.js';
 import { decide } from '../../policy/index.js';
-import { chooseBand } from '../cascade-band.js';
+import { chooseBand, withBand } from '../cascade-band.js';
 import { readDataset } from '../dataset.js';
 import { scoreServed } from '../served.js';
 import { parseFlags, runCli } from './args.js';
@@ -68,15 +67,8 @@ runCli(async () => {
   const summary = `calibrated on ${data} (${items.length} photos): ${pct(choice.escalationRate)} escalated; flag P/R cascade ${choice.cascade.precision.toFixed(3)}/${choice.cascade.recall.toFixed(3)}, last stage alone ${choice.off.precision.toFixed(3)}/${choice.off.recall.toFixed(3)}, first alone ${choice.first.precision.toFixed(3)}/${choice.first.recall.toFixed(3)}`;
   if (flags.write) {
     const file = String(flags.write);
-    const doc = parseDocument(await readFile(file, 'utf8'));
-    const stage = doc.getIn(['cascade', 'stages', 0], true);
-    if (!isMap(stage) || stage.get('model') !== stages[0]!.model) {
-      throw new ScreeningError('CLI_USAGE', `${file} has no cascade.stages[0] naming ${stages[0]!.model}; add the stages there first.`);
-    }
-    const band = doc.createNode({ from: choice.band.from, below: choice.band.below }, { flow: true });
-    band.comment = ` ${summary}; max loss R ${targets.maxRecallLoss} P ${targets.maxPrecisionLoss}`;
-    stage.set('escalate', band);
-    await writeFile(file, doc.toString());
+    const source = await readFile(file, 'utf8');
+    await writeFile(file, withBand(source, file, stages[0]!.model, `{ from: ${choice.band.from}, below: ${choice.band.below} }`, `${summary}; max loss R ${targets.maxRecallLoss} P ${targets.maxPrecisionLoss}`));
   }
   if (flags.json) {
     process.stdout.write(`${JSON.stringify({ stages: stages.map((s) => s.model), data, n: items.length, targets, ...choice, written: flags.write ?? null })}\n`);

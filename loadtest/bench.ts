@@ -115,6 +115,7 @@ async function main() {
   }
   log('');
   log(`Best service ÷ bare-engine throughput: **${best.ratio.toFixed(2)}** (${best.label}; bare best ${bestBare.toFixed(1)} images/s); service ÷ in-process pipeline there: **${(best.ratio * bestBare / pipeline).toFixed(2)}** (goal ≥ 0.90).`);
+  process.stdout.write('\n');
   const cascadeLines: string[] = [];
   await benchCascade({
     photos: loadPhotos,

@@ -13,11 +13,12 @@ import type { ServiceConfig } from '../config.js';
 import { isScreeningError, ScreeningError, type ErrorCode } from '../errors.js';
 import type { Classifier } from '../model/engine.js';
 import { createModelRegistry, type ModelRegistry, type RegistryEvents } from '../model/registry.js';
-import { cascadeProblems, runCascade, type CascadeMode } from '../policy/cascade.js';
-import { decide, type ClassifierScores, type FlagReason } from '../policy/index.js';
-import { prepareForModels, tensorSpecOf, type SourceInfo } from '../preprocess/index.js';
+import { cascadeProblems } from '../policy/cascade.js';
+import type { FlagReason } from '../policy/index.js';
+import type { SourceInfo } from '../preprocess/index.js';
 import { createFetcher, type Fetcher } from '../transport/fetcher.js';
 import { DecisionCache, makerOf } from './decision-cache.js';
+import { screenAll, screenCascade, type CascadeResult, type RunContext, type StageEvent } from './model-runs.js';
 import { createPoolSampler, type PoolEvents, type PoolMeta, type PoolSampler, type PoolStatus } from './pool.js';
 import { Shadow, type ShadowEvents, type ShadowStatus } from './shadow.js';
 
@@ -37,8 +38,7 @@ export interface ScreenRequest {
 export interface LabelScore { label: string; score: number; trade_relevant: boolean }
 export interface ClassifierResult { name: string; version: string; top: LabelScore[] }
 
-/** With a cascade: the mode, the models that ran in order, and which one decided. */
-export interface CascadeResult { mode: CascadeMode; ran: string[]; decidedBy: string }
+export type { CascadeResult };
 
 export interface ScreenResult {
   requestId: string;
@@ -63,7 +63,7 @@ export interface ScreeningEvents {
   cache: { result: 'hit' | 'near' | 'miss'; distance?: number };
   batch: BatchEvent & { model: string };
   /** One cascade stage ran on a fresh photo: its preprocessing + queue + inference time, and whether it passed the photo on. */
-  stage: { model: string; index: number; ms: number; escalated: boolean };
+  stage: StageEvent;
   models: RegistryEvents['generation'];
   modelLoaded: RegistryEvents['loaded'];
   reloadFailed: RegistryEvents['reloadFailed'];
@@ -298,7 +298,13 @@ class Service extends EventEmitter implements ScreeningService {
       // Another photo's decision, describing this photo.
       if (lookup?.result === 'near') return finish({ ...lookup.value, sha256, image: lookup.source }, 'near', { preprocessMs: lookup.hashMs, queueMs: 0, inferenceMs: 0 }, { distance: lookup.distance, sha256: lookup.sha256 });
 
-      const screened = stages ? await this.screenCascade(bytes, stages, lease.generation.extra, request) : await this.screenAll(bytes, classifiers, lease.generation.extra, request);
+      const { batchers } = lease.generation.extra;
+      const run: RunContext = {
+        images: this.config.images, thresholds: this.config.models.thresholds, cascade: this.config.cascade,
+        infer: (classifier, tensor) => batchers.get(classifier)!.submit({ tensor, enqueuedAt: performance.now() }, { lane: request.lane ?? 'interactive', timeoutMs: request.timeoutMs }),
+        onStage: (e) => this.emit('stage', e),
+      };
+      const screened = stages ? await screenCascade(run, bytes, stages) : await screenAll(run, bytes, classifiers);
       const { scores, decision, timings, source } = screened;
       const partial: Cached = {
         sha256,
@@ -320,64 +326,6 @@ class Service extends EventEmitter implements ScreeningService {
     }
   }
 
-  private submit(batchers: Generation['batchers'], classifier: Classifier, tensor: Float32Array, request: ScreenRequest) {
-    return batchers.get(classifier)!.submit({ tensor, enqueuedAt: performance.now() }, { lane: request.lane ?? 'interactive', timeoutMs: request.timeoutMs });
-  }
-
-  /** Without a cascade: every model screens the photo, and any of them may flag it. */
-  private async screenAll(bytes: Uint8Array, classifiers: readonly Classifier[], generation: Generation, request: ScreenRequest): Promise<Screened> {
-    const t0 = performance.now();
-    // Shared between classifiers only where the full preprocessing spec agrees (see prepareForModels).
-    const tensors = await prepareForModels(bytes, classifiers.map((c) => tensorSpecOf(c.manifest)), this.config.images);
-    const preprocessMs = performance.now() - t0;
-    const enqueuedAt = performance.now();
-    const outputs = await Promise.all(classifiers.map((c, i) => this.submit(generation.batchers, c, tensors[i]!.tensor, request)));
-    const scores = classifiers.map((c, i) => scoresOf(c, outputs[i]!.probabilities));
-    return {
-      scores,
-      decision: decide(scores, this.config.models.thresholds),
-      source: tensors[0]!.source,
-      timings: {
-        preprocessMs,
-        queueMs: Math.max(...outputs.map((o) => o.startedAt - enqueuedAt)),
-        inferenceMs: Math.max(...outputs.map((o) => o.finishedAt - o.startedAt)),
-      },
-    };
-  }
-
-  /**
-   * With a cascade: stage by stage while the photo stays inside a band (src/policy/cascade.ts).
-   * Each stage prepares its own input: measured here, decoding a photo once to full-size pixels and
-   * resizing that for each stage costs more on every photo than a second decode costs on the few
-   * that escalate (docs/BENCHMARKS.md, "Cascade").
-   */
-  private async screenCascade(bytes: Uint8Array, stages: readonly Classifier[], generation: Generation, request: ScreenRequest): Promise<Screened> {
-    const timings = { preprocessMs: 0, queueMs: 0, inferenceMs: 0 };
-    let source: SourceInfo | undefined;
-    const ran: Array<{ index: number; ms: number }> = [];
-    const outcome = await runCascade(this.config.cascade, async (index) => {
-      const classifier = stages[index]!;
-      const t0 = performance.now();
-      const [prepared] = await prepareForModels(bytes, [tensorSpecOf(classifier.manifest)], this.config.images);
-      source ??= prepared!.source;
-      const enqueuedAt = performance.now();
-      timings.preprocessMs += enqueuedAt - t0;
-      const output = await this.submit(generation.batchers, classifier, prepared!.tensor, request);
-      timings.queueMs += output.startedAt - enqueuedAt;
-      timings.inferenceMs += output.finishedAt - output.startedAt;
-      ran.push({ index, ms: performance.now() - t0 });
-      return scoresOf(classifier, output.probabilities);
-    }, this.config.models.thresholds);
-    ran.forEach(({ index, ms }, k) => this.emit('stage', { model: stages[index]!.manifest.name, index, ms, escalated: k < ran.length - 1 }));
-    return {
-      scores: outcome.ran,
-      decision: outcome,
-      source: source!,
-      timings,
-      cascade: { mode: this.config.cascade.mode, ran: outcome.ran.map((r) => r.classifier), decidedBy: outcome.decidedBy },
-    };
-  }
-
   async close(): Promise<void> {
     this.closing = true;
     // The candidate takes no new work once closing; its running comparisons finish, then its session goes.
@@ -386,18 +334,6 @@ class Service extends EventEmitter implements ScreeningService {
     // Last: requests that were still in flight above may have queued a sample.
     await this.pool?.settle();
   }
-}
-
-interface Screened {
-  scores: ClassifierScores[];
-  decision: { flagged: boolean; reasons: FlagReason[] };
-  source: SourceInfo;
-  timings: Omit<ScreenResult['timings'], 'totalMs' | 'fetchMs'>;
-  cascade?: CascadeResult;
-}
-
-function scoresOf(classifier: Classifier, probabilities: Float32Array): ClassifierScores {
-  return { classifier: classifier.manifest.name, version: classifier.manifest.version, labels: classifier.manifest.labels, probabilities };
 }
 
 function topK(labels: readonly Classifier['manifest']['labels'][number][], probabilities: ArrayLike<number>, k: number): LabelScore[] {

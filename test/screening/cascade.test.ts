@@ -89,6 +89,23 @@ describe('a two-stage cascade in the service', () => {
     }
   });
 
+  test('shadow mode keeps working: a candidate is compared on every sampled photo, whichever stage decided', async () => {
+    for (const band of [EVERY, NONE]) {
+      const service = await cascadeService(band);
+      try {
+        // A candidate named like the second stage: where that stage did not run, it is compared with what decided.
+        await service.setShadow(BIG, { sampleRate: 1 });
+        await service.screen({ bytes: photo, source: 'http' });
+        await service.settle();
+        const status = service.shadowStatus();
+        assert.equal(status.compared, 1, JSON.stringify(status));
+        assert.equal(status.failed, 0);
+      } finally {
+        await service.close();
+      }
+    }
+  });
+
   test('a cascade naming a model that is not loaded refuses to start, listing the problem, and leaks no session', async () => {
     await assert.rejects(cascadeService(EVERY, {}, [SMALL]), (err: unknown) => {
       assert.ok(isScreeningError(err, 'CASCADE_INVALID'));

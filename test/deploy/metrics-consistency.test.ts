@@ -18,10 +18,11 @@ import sharp from 'sharp';
 import { parse as parseYaml } from 'yaml';
 import { REPO_ROOT } from '../../src/config.js';
 import { createMetrics, createReviewMetrics, type Metrics } from '../../src/metrics.js';
+import { readManifest } from '../../src/model/manifest.js';
 import type { RunningServer } from '../../src/server.js';
 import type { KafkaEvents, KafkaPipeline, PipelineState } from '../../src/transport/kafka/pipeline.js';
 import type { ReviewFeed } from '../../src/transport/kafka/review-feed.js';
-import { startTestServer } from '../helpers/server.js';
+import { startTestServer, TEST_MODEL_DIRS } from '../helpers/server.js';
 import { extractSelectors, githubSlug } from './promql.js';
 
 const DASHBOARD_FILE = path.join(REPO_ROOT, 'k8s', 'dashboards', 'wildlife-screening.json');
@@ -117,7 +118,14 @@ describe('the dashboard and alert rules against the real /metrics', () => {
   ];
 
   before(async () => {
-    server = await startTestServer({ cache: { maxEntries: 100 } });
+    // A two-stage cascade whose band covers every score, so a photo yields both stage outcomes.
+    const stages = [path.join(REPO_ROOT, 'models', 'wildlife-efficientnet-lite0'), TEST_MODEL_DIRS[0]!];
+    const names = await Promise.all(stages.map(async (dir) => (await readManifest(dir)).name));
+    server = await startTestServer({
+      cache: { maxEntries: 100 },
+      models: { directories: stages },
+      cascade: { mode: 'on', stages: [{ model: names[0]!, escalate: { from: 0, below: 1 } }, { model: names[1]! }] },
+    });
     const photo = readFileSync(path.join(REPO_ROOT, 'test', 'fixtures', 'met', 'ivory_110245.jpg'));
     // The second look-up is a cache hit, the third (the same photo at half size) a near one.
     for (const body of [photo, photo, await sharp(photo).resize(226).jpeg({ quality: 80 }).toBuffer()]) {

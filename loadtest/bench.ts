@@ -95,8 +95,8 @@ async function main() {
   log('');
   log(`Photos: ${photosNote}.`);
   log('');
-  log('| batching | concurrency | images/s | p50 ms | p95 ms | p99 ms | errors | service ÷ best bare | service ÷ pipeline |');
-  log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  log('| batching | concurrency | images/s | p50 ms | p95 ms | p99 ms | errors | load generator CPU (cores) | service ÷ best bare | service ÷ pipeline |');
+  log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   let best = { ratio: 0, label: '' };
   for (const batching of [true, false]) {
     const { url, child } = await startService(modelDir, batching);
@@ -106,7 +106,7 @@ async function main() {
         const r = await httpLoad(url, loadPhotos, concurrency, SECONDS);
         const ratio = r.imagesPerSecond / bestBare;
         if (ratio > best.ratio) best = { ratio, label: `batching ${batching ? 'on' : 'off'}, concurrency ${concurrency}` };
-        log(`| ${batching ? 'on' : 'off'} | ${concurrency} | ${r.imagesPerSecond.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.errors} | ${ratio.toFixed(2)} | ${(r.imagesPerSecond / pipeline).toFixed(2)} |`);
+        log(`| ${batching ? 'on' : 'off'} | ${concurrency} | ${r.imagesPerSecond.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p95.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.errors} | ${r.clientCores.toFixed(2)} | ${ratio.toFixed(2)} | ${(r.imagesPerSecond / pipeline).toFixed(2)} |`);
       }
     } finally {
       child.kill('SIGTERM');

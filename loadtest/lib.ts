@@ -1,5 +1,6 @@
 /** Shared by the benchmarks: a service in its own process, and an HTTP load loop. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { readdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -35,9 +36,29 @@ export async function startService(modelDir: string, batching: boolean, env: Nod
   throw new Error('service did not become ready');
 }
 
-export interface HttpResult { concurrency: number; imagesPerSecond: number; p50: number; p95: number; p99: number; errors: number }
+export interface HttpResult {
+  concurrency: number; imagesPerSecond: number; p50: number; p95: number; p99: number; errors: number;
+  /** CPU the load generator itself used, per second of the run (in cores): it shares the machine. */
+  clientCores: number;
+}
 
+/**
+ * POST /v1/screen from `concurrency` clients on kept-alive node:http connections, for `seconds`.
+ * node:http rather than fetch: the generator runs on the service's own cores, and fetch cost it
+ * three times the CPU (0.15 vs 0.05 cores at ~105 requests/s; docs/BENCHMARKS.md "Where the rest goes").
+ */
 export async function httpLoad(url: string, photos: Buffer[], concurrency: number, seconds: number): Promise<HttpResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const target = new URL('/v1/screen', url);
+  const post = (photo: Buffer) => new Promise<number>((resolve, reject) => {
+    const req = http.request(target, { method: 'POST', agent, headers: { 'content-type': 'image/jpeg', 'content-length': photo.length } }, (res) => {
+      res.on('data', () => undefined);
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(photo);
+  });
   const latencies: number[] = [];
   let errors = 0;
   let next = 0;
@@ -46,17 +67,22 @@ export async function httpLoad(url: string, photos: Buffer[], concurrency: numbe
     while (performance.now() < deadline) {
       const photo = photos[next++ % photos.length]!;
       const t0 = performance.now();
-      const res = await fetch(`${url}/v1/screen`, { method: 'POST', body: photo as unknown as BodyInit, headers: { 'content-type': 'image/jpeg' } });
-      await res.arrayBuffer();
-      if (res.ok) latencies.push(performance.now() - t0);
+      const status = await post(photo).catch(() => 0);
+      if (status >= 200 && status < 300) latencies.push(performance.now() - t0);
       else errors++;
     }
   };
+  const cpu = process.cpuUsage();
   const started = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsed = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
+  agent.destroy();
   latencies.sort((a, b) => a - b);
-  return { concurrency, imagesPerSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), errors };
+  return {
+    concurrency, imagesPerSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), errors,
+    clientCores: (used.user + used.system) / 1e6 / elapsed,
+  };
 }
 
 export async function fixturePhotos(): Promise<Buffer[]> {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { ScreeningError } from '../errors.js';
 import { fileSha256, ONNX_FILE, readManifest, type ModelManifest } from './manifest.js';
+import { workerSession, type SessionLike } from './worker-session.js';
 
 // ONNX Runtime ≥ 1.29 starts a telemetry client on Linux when its environment is created (at the
 // first session), and that client runs libstdc++ std::regex over /proc/self/cmdline. The regex
@@ -26,6 +27,12 @@ export interface EngineOptions {
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
   /** Skip the sha256 check of model.onnx (only for tools that just wrote the file). */
   skipChecksum?: boolean;
+  /**
+   * 'worker' keeps the session in a worker thread: onnxruntime-node runs inference synchronously
+   * on the calling thread, which in a server is the event loop (docs/BENCHMARKS.md, "Where the rest
+   * goes"). 'main' (the default) suits tools that do nothing else meanwhile.
+   */
+  inferenceThread?: 'main' | 'worker';
 }
 
 export interface ClassifierOutput {
@@ -76,7 +83,7 @@ class OnnxClassifier implements Classifier {
   constructor(
     readonly manifest: ModelManifest,
     readonly directory: string,
-    private readonly session: ort.InferenceSession,
+    private readonly session: SessionLike,
   ) {
     this.inputLength = 3 * manifest.input.size * manifest.input.size;
   }
@@ -88,10 +95,9 @@ class OnnxClassifier implements Classifier {
     }
     const { size, name } = this.manifest.input;
     const data = batch.length === count * this.inputLength ? batch : batch.subarray(0, count * this.inputLength);
-    const input = new ort.Tensor('float32', data, [count, 3, size, size]);
-    let result: ort.InferenceSession.OnnxValueMapType;
+    let result: Awaited<ReturnType<SessionLike['run']>>;
     try {
-      result = await this.session.run({ [name]: input });
+      result = await this.session.run(name, data, [count, 3, size, size]);
     } catch (cause) {
       throw new ScreeningError('INFERENCE_FAILED', `${this.manifest.name}: ${(cause as Error).message}`, { cause });
     }
@@ -100,7 +106,7 @@ class OnnxClassifier implements Classifier {
     if (!output || output.dims.length !== 2 || output.dims[0] !== count || output.dims[1] !== classes) {
       throw new ScreeningError('MODEL_SHAPE_MISMATCH', `${this.manifest.name}: expected output [${count}, ${classes}], got [${output?.dims.join(', ')}]`);
     }
-    const all = output.data as Float32Array;
+    const all = output.data;
     const outputs: ClassifierOutput[] = [];
     for (let i = 0; i < count; i++) {
       const logits = all.slice(i * classes, (i + 1) * classes);
@@ -115,6 +121,18 @@ class OnnxClassifier implements Classifier {
     openSessions--;
     await this.session.release();
   }
+}
+
+function mainThreadSession(session: ort.InferenceSession): SessionLike {
+  return {
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    async run(inputName, input, dims) {
+      const result = await session.run({ [inputName]: new ort.Tensor('float32', input, dims) });
+      return Object.fromEntries(Object.entries(result).map(([k, t]) => [k, { data: t.data as Float32Array, dims: t.dims }]));
+    },
+    release: () => session.release(),
+  };
 }
 
 /** Loads, verifies and warms up one model directory (model.onnx + model.json). */
@@ -132,17 +150,18 @@ export async function loadClassifier(directory: string, options: EngineOptions =
       throw new ScreeningError('MODEL_CHECKSUM_MISMATCH', `${onnxPath}: sha256 ${actual}, model.json says ${manifest.sha256}`);
     }
   }
-  let session: ort.InferenceSession;
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: providers(options.executionProvider ?? 'cpu'),
+    intraOpNumThreads: options.intraOpThreads ?? 0,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: options.graphOptimization ?? 'all',
+    // Weight-only INT8: let constant folding turn the DequantizeLinear nodes into FP32 weights at
+    // load (measured: 92 vs 65 images/s on ResNet50_vd), instead of dequantizing every run.
+    ...(manifest.quantization?.method === 'weights' ? { extra: { session: { disable_quant_qdq: '1' } } } : {}),
+  };
+  let session: SessionLike;
   try {
-    session = await ort.InferenceSession.create(onnxPath, {
-      executionProviders: providers(options.executionProvider ?? 'cpu'),
-      intraOpNumThreads: options.intraOpThreads ?? 0,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: options.graphOptimization ?? 'all',
-      // Weight-only INT8: let constant folding turn the DequantizeLinear nodes into FP32 weights at
-      // load (measured: 92 vs 65 images/s on ResNet50_vd), instead of dequantizing every run.
-      ...(manifest.quantization?.method === 'weights' ? { extra: { session: { disable_quant_qdq: '1' } } } : {}),
-    });
+    session = options.inferenceThread === 'worker' ? await workerSession(onnxPath, sessionOptions) : mainThreadSession(await ort.InferenceSession.create(onnxPath, sessionOptions));
   } catch (cause) {
     throw new ScreeningError('MODEL_LOAD_FAILED', `${onnxPath}: ${(cause as Error).message}`, { cause });
   }

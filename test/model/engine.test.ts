@@ -69,6 +69,43 @@ describe('the ONNX Runtime engine', () => {
     await assert.rejects(classifier.classify(batch, 1), (e: unknown) => isScreeningError(e, 'INFERENCE_FAILED'));
   });
 
+  test('a session in a worker thread gives the main thread\'s answers and leaves the event loop free while it runs', async () => {
+    const before = openSessionCount();
+    const main = await loadClassifier(MODEL, { intraOpThreads: 1 });
+    const worker = await loadClassifier(MODEL, { intraOpThreads: 1, inferenceThread: 'worker' });
+    assert.equal(openSessionCount(), before + 2);
+    try {
+      const n = 16;
+      const batch = new Float32Array(n * main.inputLength).map((_, i) => Math.cos(i / 7));
+      const expected = await main.classify(batch, n);
+      const view = new Float32Array(batch.length + 5).fill(9);
+      view.set(batch, 5);
+      // A view into a larger buffer, as batchers hand over: only its own floats go to the worker.
+      const got = await worker.classify(view.subarray(5), n);
+      got.forEach((o, i) => o.logits.forEach((v, k) => assert.ok(Math.abs(v - expected[i]!.logits[k]!) < 1e-4)));
+      // Ticks of the event loop while each engine runs the same batch: none can happen while the
+      // main thread itself is inside ONNX Runtime.
+      const ticksDuring = async (run: () => Promise<unknown>) => {
+        let ticks = 0;
+        let running = true;
+        const tick = (): void => { if (running) { ticks++; setImmediate(tick); } };
+        setImmediate(tick);
+        await run();
+        running = false;
+        return ticks;
+      };
+      const blocked = await ticksDuring(() => main.classify(batch, n));
+      const free = await ticksDuring(() => worker.classify(batch, n));
+      assert.ok(blocked <= 2, `main thread: ${blocked} ticks`);
+      assert.ok(free > 10, `worker: only ${free} ticks`);
+    } finally {
+      await main.dispose();
+      await worker.dispose();
+    }
+    assert.equal(openSessionCount(), before, 'the worker session is released too');
+    await assert.rejects(worker.classify(new Float32Array(worker.inputLength), 1), (e: unknown) => isScreeningError(e, 'INFERENCE_FAILED'));
+  });
+
   test('a model file that does not match its sha256 is refused', async () => {
     const dir = path.join(tmp, 'tampered');
     await cp(MODEL, dir, { recursive: true });

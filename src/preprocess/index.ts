@@ -124,9 +124,12 @@ export async function inspectImage(bytes: Uint8Array, limits: ImageLimits = DEFA
   return { format: meta.format, width, height, bytes: bytes.length };
 }
 
-/** Decodes, orients, flattens and crops one image to the model's geometry. */
-export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, limits: ImageLimits = DEFAULT_LIMITS): Promise<PreparedImage> {
-  const source = await inspectImage(bytes, limits);
+/**
+ * Decodes, orients, flattens and crops one image to the model's geometry. `inspected` is what
+ * inspectImage() already said of these bytes under these limits (its checks then need not run again).
+ */
+export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, limits: ImageLimits = DEFAULT_LIMITS, inspected?: SourceInfo): Promise<PreparedImage> {
+  const source = inspected ?? await inspectImage(bytes, limits);
   const { width, height } = source;
   const options = decodeOptions(limits);
   const scale = geometry.resizeShort / Math.min(width, height);
@@ -218,7 +221,9 @@ export function tensorKey(spec: TensorSpec): string {
  * distinct full spec, so two models share a tensor only if every preprocessing setting agrees.
  * Results are in `specs` order; models with equal specs get the same (read-only) Float32Array.
  */
-export async function prepareForModels(bytes: Uint8Array, specs: readonly TensorSpec[], limits?: ImageLimits): Promise<Array<{ tensor: Float32Array; source: SourceInfo }>> {
+export async function prepareForModels(bytes: Uint8Array, specs: readonly TensorSpec[], limits: ImageLimits = DEFAULT_LIMITS, inspected?: SourceInfo): Promise<Array<{ tensor: Float32Array; source: SourceInfo }>> {
+  // The header is read and checked once, however many geometries are decoded.
+  const source = inspected ?? await inspectImage(bytes, limits);
   const decoded = new Map<string, Promise<PreparedImage>>();
   const tensors = new Map<string, Promise<{ tensor: Float32Array; source: SourceInfo }>>();
   return Promise.all(specs.map((spec) => {
@@ -227,7 +232,7 @@ export async function prepareForModels(bytes: Uint8Array, specs: readonly Tensor
     if (!tensor) {
       const geometry = geometryKey(spec);
       let image = decoded.get(geometry);
-      if (!image) decoded.set(geometry, (image = prepareImage(bytes, spec, limits)));
+      if (!image) decoded.set(geometry, (image = prepareImage(bytes, spec, limits, source)));
       tensor = image.then((prepared) => {
         const out = new Float32Array(3 * spec.size * spec.size);
         writeTensor(prepared.rgb, spec, out);

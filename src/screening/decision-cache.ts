@@ -15,8 +15,8 @@ export type Lookup<V> =
   | { result: 'hit'; value: V }
   /** `source` describes the photo looked up, `sha256` the one whose decision `value` is. */
   | { result: 'near'; value: V; distance: number; sha256: string; source: SourceInfo; hashMs: number }
-  /** `phash` is undefined with near-duplicates off. */
-  | { result: 'miss'; phash?: bigint; hashMs: number };
+  /** `phash` and `source` (the checks hashing ran) are undefined with near-duplicates off. */
+  | { result: 'miss'; phash?: bigint; source?: SourceInfo; hashMs: number };
 
 /** What made a decision: a decision is only reused by the same models (and cascade) it came from. */
 export interface Maker {
@@ -49,7 +49,7 @@ export class DecisionCache<V extends object> {
     const { phash, source } = await hashImage(bytes, this.limits);
     const hashMs = performance.now() - t0;
     const match = this.near.find(phash, nearKey(maker), this.config.nearDistance);
-    return match ? { result: 'near', value: match.value, distance: match.distance, sha256: match.sha256, source, hashMs } : { result: 'miss', phash, hashMs };
+    return match ? { result: 'near', value: match.value, distance: match.distance, sha256: match.sha256, source, hashMs } : { result: 'miss', phash, source, hashMs };
   }
 
   /**

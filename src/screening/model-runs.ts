@@ -19,6 +19,8 @@ export interface RunContext {
   images: ServiceConfig['images'];
   thresholds: ServiceConfig['models']['thresholds'];
   cascade: ServiceConfig['cascade'];
+  /** What inspectImage() already said of the bytes (the near-duplicate look-up runs it), if anything. */
+  inspected?: SourceInfo;
   /** The classifier's batcher: resolves when the batch holding this tensor has run. */
   infer(classifier: Classifier, tensor: Float32Array): Promise<{ probabilities: Float32Array; startedAt: number; finishedAt: number }>;
   onStage(event: StageEvent): void;
@@ -41,7 +43,7 @@ function scoresOf(classifier: Classifier, probabilities: Float32Array): Classifi
 export async function screenAll(run: RunContext, bytes: Uint8Array, classifiers: readonly Classifier[]): Promise<ModelRun> {
   const t0 = performance.now();
   // Shared between classifiers only where the full preprocessing spec agrees (see prepareForModels).
-  const tensors = await prepareForModels(bytes, classifiers.map((c) => tensorSpecOf(c.manifest)), run.images);
+  const tensors = await prepareForModels(bytes, classifiers.map((c) => tensorSpecOf(c.manifest)), run.images, run.inspected);
   const preprocessMs = performance.now() - t0;
   const enqueuedAt = performance.now();
   const outputs = await Promise.all(classifiers.map((c, i) => run.infer(c, tensors[i]!.tensor)));
@@ -66,13 +68,14 @@ export async function screenAll(run: RunContext, bytes: Uint8Array, classifiers:
  */
 export async function screenCascade(run: RunContext, bytes: Uint8Array, stages: readonly Classifier[]): Promise<ModelRun> {
   const timings = { preprocessMs: 0, queueMs: 0, inferenceMs: 0 };
-  let source: SourceInfo | undefined;
+  let source = run.inspected;
   const ran: Array<{ index: number; ms: number }> = [];
   const outcome = await runCascade(run.cascade, async (index) => {
     const classifier = stages[index]!;
     const t0 = performance.now();
-    const [prepared] = await prepareForModels(bytes, [tensorSpecOf(classifier.manifest)], run.images);
-    source ??= prepared!.source;
+    // A later stage reuses the first one's header checks.
+    const [prepared] = await prepareForModels(bytes, [tensorSpecOf(classifier.manifest)], run.images, source);
+    source = prepared!.source;
     const enqueuedAt = performance.now();
     timings.preprocessMs += enqueuedAt - t0;
     const output = await run.infer(classifier, prepared!.tensor);

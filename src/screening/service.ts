@@ -301,6 +301,7 @@ class Service extends EventEmitter implements ScreeningService {
       const { batchers } = lease.generation.extra;
       const run: RunContext = {
         images: this.config.images, thresholds: this.config.models.thresholds, cascade: this.config.cascade,
+        inspected: lookup?.result === 'miss' ? lookup.source : undefined,
         infer: (classifier, tensor) => batchers.get(classifier)!.submit({ tensor, enqueuedAt: performance.now() }, { lane: request.lane ?? 'interactive', timeoutMs: request.timeoutMs }),
         onStage: (e) => this.emit('stage', e),
       };

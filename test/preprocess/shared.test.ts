@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { REPO_ROOT } from '../../src/config.js';
-import { geometryKey, imageToTensor, prepareForModels, tensorKey, type TensorSpec } from '../../src/preprocess/index.js';
+import { geometryKey, imageToTensor, inspectImage, prepareForModels, tensorKey, type TensorSpec } from '../../src/preprocess/index.js';
 
 const PHOTO = path.join(REPO_ROOT, 'test/fixtures/met/ivory_110245.jpg');
 const IMAGENET: TensorSpec = { size: 32, resizeShort: 36, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
@@ -31,6 +31,18 @@ describe('preprocessing shared between the models screening one photo', () => {
     const [a, same, bigger] = await prepareForModels(bytes, [LITE, { ...LITE, mean: [127, 127, 127] }, { ...LITE, size: 34 }]);
     assert.equal(a!.tensor, same!.tensor);
     assert.equal(bigger!.tensor.length, 3 * 34 * 34);
+  });
+
+  test('a caller\'s inspection of the header is used for every geometry instead of inspecting again', async () => {
+    const bytes = await readFile(PHOTO);
+    const inspected = await inspectImage(bytes);
+    const [plain] = await prepareForModels(bytes, [LITE]);
+    assert.deepEqual(plain!.source, inspected);
+    // A marker only an inspection that was skipped can return: the caller's own answer comes back.
+    const marked = { ...inspected, format: 'inspected-by-caller' };
+    const both = await prepareForModels(bytes, [LITE, { ...LITE, size: 34, resizeShort: 40 }], undefined, marked);
+    assert.deepEqual(both.map((p) => p.source.format), ['inspected-by-caller', 'inspected-by-caller']);
+    assert.deepEqual(both[0]!.tensor, plain!.tensor, 'the pixels do not depend on who inspected');
   });
 
   test('the keys cover every setting: pixel scale and std change the tensor key, never the decode key', () => {

@@ -13,7 +13,6 @@
 import { decide, type ClassifierScores, type Decision, type ThresholdOverrides } from './index.js';
 
 export type CascadeMode = 'on' | 'off' | 'first';
-export const CASCADE_MODES: readonly CascadeMode[] = Object.freeze(['on', 'off', 'first']);
 
 /** Scores in [from, below) are escalated. */
 export interface EscalationBand { from: number; below: number }
@@ -74,7 +73,7 @@ export function escalates(band: EscalationBand | null | undefined, score: number
 }
 
 /** How many stages a mode may run at most. */
-export function stagesToRun(spec: CascadeSpec): number {
+function stagesToRun(spec: CascadeSpec): number {
   return spec.mode === 'first' ? Math.min(1, spec.stages.length) : spec.stages.length;
 }
 

@@ -93,7 +93,9 @@ describe('npm run eval -- --served', () => {
     };
     const smallAlone = await evalCli(['--model', small, ...data]);
     assert.ok(smallAlone.flag.tp + smallAlone.flag.fp < smallAlone.n, 'the first stage must leave some photos unflagged, or this test could not tell the stages apart');
-    const bigAlone = { flag: { tp: 2, fp: 6, fn: 0, tn: 0, precision: 0.25, recall: 1, f1: 0.4 } };
+    // The last stage at threshold 0 flags every photo: what the service's own rule gives for that config alone.
+    const bigAlone = await evalCli(['--served', ...data], await config('big-zero.yaml', Object.fromEntries(tradeLabels.map((l) => [l, 0]))));
+    assert.equal(bigAlone.flag.tp + bigAlone.flag.fp, bigAlone.n);
     type Served = EvalJson & { cascade: { mode: string; escalated: number; decidedBy: Record<string, number> } };
     const served = async (file: string, band: { from: number; below: number }, mode?: string) => {
       const env = mode ? { CASCADE: mode } : {};

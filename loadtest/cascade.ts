@@ -5,21 +5,26 @@
  * The goal it reports: cascade ÷ first-stage-alone throughput ≥ 0.85 with recall within 0.005 and
  * precision within 0.01 of CASCADE=off.
  */
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { loadConfig, REPO_ROOT } from '../src/config.js';
+import { loadClassifier, type Classifier } from '../src/model/engine.js';
 import type { CascadeMode } from '../src/policy/cascade.js';
 import { readDataset } from '../src/training/dataset.js';
 import { evaluateServed } from '../src/training/served.js';
-import { httpLoad, metricSum, startService, stopService } from './lib.js';
+import { httpLoad, median, metricSum, startService, stopService } from './lib.js';
+import { pipelineImagesPerSecond } from './pipeline.js';
 
 export interface CascadeBenchOptions {
   photos: Buffer[];
   photosNote: string;
   seconds: number;
-  concurrency: number;
+  /** Interleaved rounds per mode and concurrency; each figure is their median. */
+  rounds: number;
+  concurrencies: number[];
   /** A labelled split for the accuracy columns (never used to choose anything). */
   data?: { root: string; labels: string; split: string };
   log: (line: string) => void;
@@ -45,23 +50,38 @@ export async function benchCascade(opts: CascadeBenchOptions): Promise<void> {
     const stages = config.cascade.stages.map((s) => s.model);
     log(`## Cascade: ${stages.join(' → ')}`);
     log('');
-    log(`Bands: ${config.cascade.stages.filter((s) => s.escalate).map((s) => `${s.model} escalates [${s.escalate!.from}, ${s.escalate!.below})`).join('; ')}. HTTP: ${opts.photosNote}, concurrency ${opts.concurrency}, batching on, cache off, ${opts.seconds} s per mode, one service process per mode.`);
+    log(`Bands: ${config.cascade.stages.filter((s) => s.escalate).map((s) => `${s.model} escalates [${s.escalate!.from}, ${s.escalate!.below})`).join('; ')}. HTTP: ${opts.photosNote}, batching on, cache off, one service process per mode, all started before the first measurement; ${opts.rounds} rounds of ${opts.seconds} s per mode and concurrency, the modes' order alternating between rounds, and the in-process cascade pipeline (loadtest/pipeline.ts, the served session settings) measured in each round; each figure is the median of its rounds.`);
     log('');
-    const throughput = new Map<CascadeMode, { ips: number; p50: number; p95: number; escalated: number; errors: number }>();
-    for (const mode of MODES) {
-      const { url, child } = await startService('', true, { CONFIG_FILE: file, MODEL_DIRS: '', CASCADE: mode });
-      try {
-        await httpLoad(url, opts.photos, 2, 2); // warm-up
-        const before = await (await fetch(`${url}/metrics`)).text();
-        const r = await httpLoad(url, opts.photos, opts.concurrency, opts.seconds);
-        const after = await (await fetch(`${url}/metrics`)).text();
-        const runs = (text: string, outcome: string) => metricSum(text, 'wildlife_cascade_stage_runs_total', `stage="0",outcome="${outcome}"`);
-        const escalated = runs(after, 'escalated') - runs(before, 'escalated');
-        const all = escalated + runs(after, 'decided') - runs(before, 'decided');
-        throughput.set(mode, { ips: r.imagesPerSecond, p50: r.p50, p95: r.p95, escalated: all ? escalated / all : 0, errors: r.errors });
-      } finally {
-        await stopService(child);
+    type Run = { ips: number; p50: number; p95: number; escalated: number; errors: number };
+    const throughput = new Map<string, Run[]>();
+    const pipelineRuns: number[] = [];
+    const services: Array<{ mode: CascadeMode; url: string; child: ChildProcess }> = [];
+    const m = config.models;
+    const engine = { executionProvider: m.executionProvider, intraOpThreads: m.intraOpThreads, graphOptimization: m.graphOptimization, threadSpinning: m.threadSpinning };
+    const classifiers: Classifier[] = [];
+    try {
+      for (const dir of config.models.directories) classifiers.push(await loadClassifier(path.resolve(REPO_ROOT, dir), engine));
+      classifiers.sort((x, y) => stages.indexOf(x.manifest.name) - stages.indexOf(y.manifest.name));
+      for (const mode of MODES) services.push({ mode, ...(await startService('', true, { CONFIG_FILE: file, MODEL_DIRS: '', CASCADE: mode })) });
+      for (const s of services) await httpLoad(s.url, opts.photos, 2, 2); // warm-up
+      for (let round = 0; round < opts.rounds; round++) {
+        pipelineRuns.push(await pipelineImagesPerSecond(classifiers, opts.photos, opts.seconds, { cascade: config.cascade }));
+        for (const s of round % 2 ? [...services].reverse() : services) {
+          for (const concurrency of opts.concurrencies) {
+            const before = await (await fetch(`${s.url}/metrics`)).text();
+            const r = await httpLoad(s.url, opts.photos, concurrency, opts.seconds);
+            const after = await (await fetch(`${s.url}/metrics`)).text();
+            const runs = (text: string, outcome: string) => metricSum(text, 'wildlife_cascade_stage_runs_total', `stage="0",outcome="${outcome}"`);
+            const escalated = runs(after, 'escalated') - runs(before, 'escalated');
+            const all = escalated + runs(after, 'decided') - runs(before, 'decided');
+            const key = `${s.mode}|${concurrency}`;
+            throughput.set(key, [...(throughput.get(key) ?? []), { ips: r.imagesPerSecond, p50: r.p50, p95: r.p95, escalated: all ? escalated / all : 0, errors: r.errors }]);
+          }
+        }
       }
+    } finally {
+      for (const c of classifiers) await c.dispose();
+      for (const s of services) await stopService(s.child);
     }
     let accuracy: Map<CascadeMode, { precision: number; recall: number; f1: number; escalationRate: number }> | null = null;
     if (opts.data) {
@@ -73,16 +93,22 @@ export async function benchCascade(opts: CascadeBenchOptions): Promise<void> {
       }
     }
     const dataName = opts.data ? `${path.basename(path.resolve(opts.data.root))} ${opts.data.split}` : '';
-    log(`| CASCADE | images/s | p50 ms | p95 ms | escalated (HTTP) | errors |${opts.data ? ` flag P (${dataName}) | flag R | flag F1 | escalated (${dataName}) |` : ''}`);
-    log(`|---|---:|---:|---:|---:|---:|${opts.data ? '---:|---:|---:|---:|' : ''}`);
+    const pipeline = median(pipelineRuns);
+    const ips = (mode: CascadeMode, concurrency: number) => median(throughput.get(`${mode}|${concurrency}`)!.map((r) => r.ips));
+    log(`| CASCADE | concurrency | images/s | p50 ms | p95 ms | escalated (HTTP) | errors | rounds |${opts.data ? ` flag P (${dataName}) | flag R | flag F1 | escalated (${dataName}) |` : ''}`);
+    log(`|---|---:|---:|---:|---:|---:|---:|---|${opts.data ? '---:|---:|---:|---:|' : ''}`);
     for (const mode of MODES) {
-      const t = throughput.get(mode)!;
-      const a = accuracy?.get(mode);
-      log(`| ${mode} | ${t.ips.toFixed(1)} | ${t.p50.toFixed(0)} | ${t.p95.toFixed(0)} | ${mode === 'first' ? '—' : `${(t.escalated * 100).toFixed(1)} %`} | ${t.errors} |${a ? ` ${a.precision.toFixed(3)} | ${a.recall.toFixed(3)} | ${a.f1.toFixed(3)} | ${mode === 'first' ? '—' : `${(a.escalationRate * 100).toFixed(1)} %`} |` : ''}`);
+      for (const concurrency of opts.concurrencies) {
+        const runs = throughput.get(`${mode}|${concurrency}`)!;
+        const med = (pick: (r: Run) => number) => median(runs.map(pick));
+        const a = accuracy?.get(mode);
+        log(`| ${mode} | ${concurrency} | ${ips(mode, concurrency).toFixed(1)} | ${med((r) => r.p50).toFixed(0)} | ${med((r) => r.p95).toFixed(0)} | ${mode === 'first' ? '—' : `${(med((r) => r.escalated) * 100).toFixed(1)} %`} | ${runs.reduce((n, r) => n + r.errors, 0)} | ${runs.map((r) => r.ips.toFixed(1)).join(', ')} |${a ? ` ${a.precision.toFixed(3)} | ${a.recall.toFixed(3)} | ${a.f1.toFixed(3)} | ${mode === 'first' ? '—' : `${(a.escalationRate * 100).toFixed(1)} %`} |` : ''}`);
+      }
     }
     log('');
-    const ratio = throughput.get('on')!.ips / throughput.get('first')!.ips;
-    const verdict = [`cascade ÷ first stage alone: **${ratio.toFixed(2)}** (goal ≥ 0.85)`];
+    log(`In-process cascade pipeline: ${pipeline.toFixed(1)} images/s (rounds: ${pipelineRuns.map((r) => r.toFixed(1)).join(', ')}).`);
+    log('');
+    const verdict = opts.concurrencies.map((c) => `concurrency ${c}: cascade ÷ first stage alone **${(ips('on', c) / ips('first', c)).toFixed(2)}** (goal ≥ 0.85), cascade service ÷ in-process cascade pipeline **${(ips('on', c) / pipeline).toFixed(2)}**`);
     if (accuracy) {
       const on = accuracy.get('on')!;
       const off = accuracy.get('off')!;

@@ -85,6 +85,12 @@ export async function httpLoad(url: string, photos: Buffer[], concurrency: numbe
   };
 }
 
+/** The middle value (the upper middle of an even count): what a benchmark reports of its rounds. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length ? sorted[Math.floor(sorted.length / 2)]! : NaN;
+}
+
 export async function fixturePhotos(): Promise<Buffer[]> {
   const dir = path.join(REPO_ROOT, 'test', 'fixtures', 'met');
   return Promise.all((await readdir(dir)).filter((f) => f.endsWith('.jpg')).map((f) => readFile(path.join(dir, f))));

@@ -20,7 +20,7 @@ export interface ServiceConfig {
     maxInFlightBodyBytes: number; maxInFlightRequests: number;
   };
   auth: { apiKeys: string[] };
-  models: { directories: string[]; executionProvider: 'cpu' | 'cuda' | 'tensorrt'; intraOpThreads: number; graphOptimization: 'disabled' | 'basic' | 'extended' | 'all'; inferenceThread: 'main' | 'worker'; thresholds: Record<string, Record<string, number>> };
+  models: { directories: string[]; executionProvider: 'cpu' | 'cuda' | 'tensorrt'; intraOpThreads: number; graphOptimization: 'disabled' | 'basic' | 'extended' | 'all'; inferenceThread: 'main' | 'worker'; threadSpinning: boolean; thresholds: Record<string, Record<string, number>> };
   images: { maxBytes: number; maxPixels: number; minSide: number };
   fetch: { timeoutMs: number; maxBytes: number; maxRedirects: number; allowlist: string[] };
   batching: { enabled: boolean; maxBatchSize: number; preferredBatchSizes: number[]; maxQueueDelayMs: number; maxQueueSize: number; defaultTimeoutMs: number };
@@ -87,12 +87,13 @@ const SCHEMA = section(['server', 'auth', 'models', 'images', 'fetch', 'batching
     maxInFlightBodyBytes: posInt, maxInFlightRequests: posInt,
   }),
   auth: section(['apiKeys'], { apiKeys: { type: 'array', items: { type: 'string', minLength: 16 } } }),
-  models: section(['directories', 'executionProvider', 'intraOpThreads', 'graphOptimization', 'inferenceThread', 'thresholds'], {
+  models: section(['directories', 'executionProvider', 'intraOpThreads', 'graphOptimization', 'inferenceThread', 'threadSpinning', 'thresholds'], {
     directories: { type: 'array', items: { type: 'string', minLength: 1 } },
     executionProvider: { enum: ['cpu', 'cuda', 'tensorrt'] },
     intraOpThreads: { type: 'integer', minimum: 0, maximum: 256 },
     graphOptimization: { enum: ['disabled', 'basic', 'extended', 'all'] },
     inferenceThread: { enum: ['main', 'worker'] },
+    threadSpinning: { type: 'boolean' },
     thresholds: { type: 'object', additionalProperties: { type: 'object', additionalProperties: { type: 'number', minimum: 0, maximum: 1 } } },
   }),
   images: section(['maxBytes', 'maxPixels', 'minSide'], { maxBytes: posInt, maxPixels: posInt, minSide: posInt }),
@@ -208,6 +209,7 @@ const ENV_OVERRIDES: Record<string, [string, string, (v: string) => unknown, Rec
   EXECUTION_PROVIDER: ['models', 'executionProvider', String],
   INTRA_OP_THREADS: ['models', 'intraOpThreads', number],
   INFERENCE_THREAD: ['models', 'inferenceThread', String],
+  THREAD_SPINNING: ['models', 'threadSpinning', bool],
   BATCHING: ['batching', 'enabled', bool],
   CASCADE: ['cascade', 'mode', String],
   NEAR_DEDUPE: ['cache', 'nearEnabled', bool],

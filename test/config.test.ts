@@ -143,6 +143,12 @@ describe('service configuration', () => {
     });
   });
 
+  test('ONNX Runtime\'s thread spinning is off by default; THREAD_SPINNING=on turns it on and a non-boolean is listed', () => {
+    assert.equal(loadConfig({}).models.threadSpinning, false);
+    assert.equal(loadConfig({ THREAD_SPINNING: 'on' }).models.threadSpinning, true);
+    assert.throws(() => loadConfig({ THREAD_SPINNING: 'sometimes' }), (err: unknown) => err instanceof ConfigError && err.problems.some((p) => p.startsWith('models.threadSpinning:')));
+  });
+
   test('production without API keys is refused', () => {
     assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /NODE_ENV=production requires API keys/);
     assert.equal(loadConfig({ NODE_ENV: 'production', API_KEYS: 'k'.repeat(32) }).production, true);

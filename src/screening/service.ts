@@ -134,7 +134,7 @@ class Service extends EventEmitter implements ScreeningService {
 
   private engineOptions() {
     const m = this.config.models;
-    return { executionProvider: m.executionProvider, intraOpThreads: m.intraOpThreads, graphOptimization: m.graphOptimization, inferenceThread: m.inferenceThread };
+    return { executionProvider: m.executionProvider, intraOpThreads: m.intraOpThreads, graphOptimization: m.graphOptimization, inferenceThread: m.inferenceThread, threadSpinning: m.threadSpinning };
   }
 
   async start(): Promise<void> {

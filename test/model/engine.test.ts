@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isScreeningError } from '../../src/errors.js';
-import { loadClassifier, openSessionCount, softmax } from '../../src/model/engine.js';
+import { loadClassifier, openSessionCount, sessionOptionsOf, softmax } from '../../src/model/engine.js';
 import { manifestProblems, readManifest } from '../../src/model/manifest.js';
 import { createModelRegistry, discoverModelDirectories } from '../../src/model/registry.js';
 import { TEST_MODEL_DIRS } from '../helpers/server.js';
@@ -67,6 +67,19 @@ describe('the ONNX Runtime engine', () => {
     await classifier.dispose();
     assert.equal(openSessionCount(), before);
     await assert.rejects(classifier.classify(batch, 1), (e: unknown) => isScreeningError(e, 'INFERENCE_FAILED'));
+  });
+
+  test('thread spinning off asks ONNX Runtime to put its idle intra-op and inter-op threads to sleep; left unset, its default stays', () => {
+    const manifest = { quantization: { method: 'static' } } as Parameters<typeof sessionOptionsOf>[0];
+    const off = sessionOptionsOf(manifest, { threadSpinning: false }).extra as { session: Record<string, unknown> };
+    assert.deepEqual(off.session.intra_op, { allow_spinning: '0' });
+    assert.deepEqual(off.session.inter_op, { allow_spinning: '0' });
+    for (const options of [{}, { threadSpinning: true }]) {
+      const session = (sessionOptionsOf(manifest, options).extra as { session: Record<string, unknown> }).session;
+      assert.equal(session.intra_op, undefined);
+    }
+    const weights = sessionOptionsOf({ quantization: { method: 'weights' } } as Parameters<typeof sessionOptionsOf>[0], { threadSpinning: false }).extra as { session: Record<string, unknown> };
+    assert.equal(weights.session.disable_quant_qdq, '1', 'weight-only INT8 keeps its own setting beside it');
   });
 
   test('a session in a worker thread gives the main thread\'s answers and leaves the event loop free while it runs', async () => {

@@ -62,6 +62,7 @@ export const ERROR_CATALOGUE = {
   DATASET_INVALID: { status: 400, retriable: false, message: 'The dataset could not be read.' },
   CLI_USAGE: { status: 400, retriable: false, message: 'Invalid command-line arguments.' },
   // SSLD and promotion
+  SSLD_TEACHER_WEIGHTS_MISSING: { status: 400, retriable: false, message: "An online teacher (SSLD.distill.online) needs the teacher's Paddle weights (SSLD.teacher_weights or --teacher-weights), and the file is not there." },
   SSLD_LABELS_MISMATCH: { status: 400, retriable: false, message: "The labelled data has classes the teacher does not predict; the student learns the teacher's classes." },
   PROMOTION_REFUSED: { status: 409, retriable: false, message: 'The candidate did not beat the current model; pass --force to promote anyway.' },
   PROMOTION_FAILED: { status: 500, retriable: false, message: 'The promotion could not be completed; the current model was left in place.' },

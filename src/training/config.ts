@@ -100,6 +100,21 @@ export const TRAIN_CONFIG_SCHEMA = {
         },
       },
     },
+    // An online teacher (SSLD's distillation stage): a frozen model run in Paddle on every crop the
+    // student trains on; its probabilities replace stored soft labels in JSDivLoss.
+    Teacher: {
+      type: 'object', additionalProperties: false,
+      required: ['arch', 'weights', 'class_num', 'image_size', 'mean', 'std'],
+      properties: {
+        arch: { enum: ARCHITECTURES },
+        weights: { type: 'string', minLength: 1 },
+        class_num: { type: 'integer', minimum: 2 },
+        image_size: { type: 'integer', minimum: 32, maximum: 1024 },
+        mean: rgb,
+        std: rgb,
+        pixel_scale: { enum: [1, 255] },
+      },
+    },
     DataLoader: {
       type: 'object', additionalProperties: false, required: ['Train'],
       properties: {
@@ -138,6 +153,18 @@ export interface DatasetSpec {
   split?: string | null;
 }
 
+/** A frozen teacher run in Paddle on each training crop (wildtrain/teacher.py). */
+export interface OnlineTeacherSpec {
+  arch: (typeof ARCHITECTURES)[number];
+  /** Its Paddle weights (.pdparams, e.g. the training run's final.pdparams) or EfficientNet-Lite .pth. */
+  weights: string;
+  class_num: number;
+  image_size: number;
+  mean: number[];
+  std: number[];
+  pixel_scale?: 1 | 255;
+}
+
 export type LossEntry = { CELoss: { weight: number; epsilon?: number } } | { JSDivLoss: { weight: number } };
 
 export interface TrainConfig {
@@ -145,6 +172,7 @@ export interface TrainConfig {
   Arch: { name: (typeof ARCHITECTURES)[number]; pretrained?: string | null; lr_mult_list?: number[] };
   Loss: { Train: LossEntry[] };
   Optimizer: Record<string, unknown>;
+  Teacher?: OnlineTeacherSpec;
   DataLoader: { Train: { dataset: DatasetSpec; batch_size: number; transforms?: Record<string, unknown> }; Eval?: { dataset: DatasetSpec; batch_size?: number } };
 }
 
@@ -164,7 +192,8 @@ export function trainConfigProblems(value: unknown): string[] {
     const train = cfg.DataLoader.Train.dataset;
     const soft = train.name === 'SoftLabelSet';
     if (soft && !train.file) problems.push('DataLoader.Train.dataset: SoftLabelSet needs "file"');
-    if (losses.includes('JSDivLoss') && !soft) problems.push('Loss.Train: JSDivLoss needs teacher soft labels (DataLoader.Train.dataset.name: SoftLabelSet)');
+    if (losses.includes('JSDivLoss') && !soft && !cfg.Teacher) problems.push('Loss.Train: JSDivLoss needs teacher soft labels (DataLoader.Train.dataset.name: SoftLabelSet) or an online Teacher');
+    if (cfg.Teacher && !losses.includes('JSDivLoss')) problems.push('Teacher: an online teacher only feeds JSDivLoss, which Loss.Train does not have');
     if (cfg.DataLoader.Eval?.dataset.name === 'SoftLabelSet') problems.push('DataLoader.Eval.dataset: evaluation needs real labels, not SoftLabelSet');
   }
   return problems;

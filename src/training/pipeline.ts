@@ -34,6 +34,13 @@ export interface TrainingSummary {
   unlabeled_train_images?: number;
   eval_images: number;
   calibration: string[];
+  /** An online teacher's record (wildtrain/teacher.py): a frozen teacher's state is the same before and after. */
+  online_teacher?: OnlineTeacherRecord;
+}
+
+export interface OnlineTeacherRecord {
+  arch: string; weights: string; class_num: number; image_size: number; crops_scored: number; eval_mode: boolean; trainable_parameters: number;
+  state_sha256_before: string; state_sha256_after: string;
 }
 
 interface ExportResult {

@@ -67,6 +67,41 @@ describe('SSLD configs', () => {
     assert.equal((finetune.Optimizer.lr as { learning_rate: number }).learning_rate, 0.005);
   });
 
+  test('an online teacher needs its Paddle weights, and its stage config carries the teacher\'s own architecture, classes and geometry', async () => {
+    const cfg = await tinyConfig();
+    const ssld = cfg.SSLD as Record<string, any>;
+    ssld.distill.online = true;
+    assert.ok(ssldConfigProblems(cfg).some((p) => p.startsWith('SSLD.teacher_weights')), 'online without weights');
+    ssld.teacher_weights = 'runs/teacher/final.pdparams';
+    const parsed = parseSsldConfig(cfg);
+    const teacher = {
+      architecture: 'EfficientNetLite2', input: { name: 'x', size: 260 },
+      labels: [{ name: 'a', trade_relevant: true, threshold: 0.5 }, { name: 'b', trade_relevant: false, threshold: null }],
+      preprocess: { resize_short: 297, mean: [127, 127, 127], std: [128, 128, 128], pixel_scale: 1 },
+    } as unknown as Parameters<typeof distillStageConfig>[2];
+    const distill = distillStageConfig(parsed, '/tmp/distill.json', teacher);
+    assert.deepEqual(trainConfigProblems(distill), []);
+    assert.deepEqual(distill.Teacher, {
+      arch: 'EfficientNetLite2', weights: path.resolve('runs/teacher/final.pdparams'), class_num: 2, image_size: 260,
+      mean: [127, 127, 127], std: [128, 128, 128], pixel_scale: 1,
+    });
+    // The student keeps its own geometry; only the teacher sees 260 px.
+    assert.equal(distill.Global.image_size, 64);
+    ssld.distill.online = false;
+    assert.equal(distillStageConfig(parseSsldConfig(cfg), '/tmp/distill.json', teacher).Teacher, undefined, 'stored soft labels without online');
+    (cfg as Record<string, unknown>).Teacher = distill.Teacher;
+    assert.ok(ssldConfigProblems(cfg).some((p) => p.startsWith('Teacher:')), 'the loop derives the teacher; a hand-written one is refused');
+  });
+
+  test('an online Teacher section without JSDivLoss is refused: it would feed nothing', async () => {
+    const cfg = await tinyConfig();
+    delete cfg.SSLD;
+    cfg.Teacher = { arch: 'ResNet18_vd', weights: 'w.pdparams', class_num: 3, image_size: 64, mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2] };
+    assert.ok(trainConfigProblems(cfg).some((p) => p.startsWith('Teacher:')));
+    (cfg.Loss as { Train: unknown[] }).Train = [{ JSDivLoss: { weight: 1 } }];
+    assert.deepEqual(trainConfigProblems(cfg), [], 'JSDivLoss on ordinary data is fine with an online teacher');
+  });
+
   test('JS divergence on ordinary CSV data is refused: it needs soft labels', async () => {
     const cfg = await tinyConfig();
     delete cfg.SSLD;

@@ -6,11 +6,11 @@
  */
 import path from 'node:path';
 import { withLabelsFile } from '../config.js';
-import { loadSsldConfig, type SsldConfig } from '../ssld/config.js';
+import { loadSsldConfig, parseSsldConfig, type SsldConfig } from '../ssld/config.js';
 import { runSsld } from '../ssld/loop.js';
 import { parseFlags, runCli } from './args.js';
 
-const USAGE = 'usage: npm run ssld -- --config FILE [--data ROOT] [--out DIR] [--teacher DIR] [--pool SRC[,SRC]]';
+const USAGE = 'usage: npm run ssld -- --config FILE [--data ROOT] [--out DIR] [--teacher DIR [--online --teacher-weights FILE]] [--pool SRC[,SRC]]';
 
 runCli(async () => {
   const flags = parseFlags(process.argv.slice(2), {
@@ -18,6 +18,8 @@ runCli(async () => {
     data: { type: 'string', help: 'dataset root for DataLoader.Train / Eval (overrides the config)' },
     labels: { type: 'string', help: 'labels CSV for the labelled and eval data (overrides the config)' },
     teacher: { type: 'string', help: 'teacher model directory (overrides SSLD.teacher)' },
+    'teacher-weights': { type: 'string', help: 'the teacher\'s Paddle weights for an online teacher (overrides SSLD.teacher_weights)' },
+    online: { type: 'boolean', help: 'the teacher scores every augmented crop in Paddle (sets SSLD.distill.online)' },
     baseline: { type: 'string', help: 'model to compare against (overrides SSLD.baseline; default the teacher)' },
     pool: { type: 'string', help: 'comma-separated pool sources (overrides SSLD.pool): pool dirs, image folders, .txt lists' },
     'labeled-sets': { type: 'string', help: 'comma-separated analysts\' labelled sets (overrides SSLD.labeled_sets)' },
@@ -38,11 +40,15 @@ runCli(async () => {
     SSLD: {
       ...loaded.SSLD,
       ...(flags.teacher ? { teacher: String(flags.teacher) } : {}),
+      ...(flags['teacher-weights'] ? { teacher_weights: String(flags['teacher-weights']) } : {}),
       ...(flags.baseline ? { baseline: String(flags.baseline) } : {}),
       ...(flags.pool ? { pool: list(flags.pool) } : {}),
       ...(flags['labeled-sets'] ? { labeled_sets: list(flags['labeled-sets']) } : {}),
+      ...(flags.online ? { distill: { ...loaded.SSLD.distill, online: true } } : {}),
     },
   };
+  // The flags can make a valid file invalid (online without weights): check the merged config.
+  parseSsldConfig(config, `${configPath} with the command-line overrides`);
   const base = path.basename(configPath).replace(/\.ya?ml$/, '');
   const out = String(flags.out ?? path.join('runs', 'models', base));
   const result = await runSsld({

@@ -7,15 +7,22 @@
  *   finetune — labelled images only, the config's own Loss, starting from the distilled weights.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { describeSchemaError } from '../../config.js';
 import { ScreeningError } from '../../errors.js';
-import { TRAIN_CONFIG_SCHEMA, trainConfigProblems, type LossEntry, type TrainConfig } from '../config.js';
+import type { ModelManifest } from '../../model/manifest.js';
+import { TRAIN_CONFIG_SCHEMA, trainConfigProblems, type LossEntry, type OnlineTeacherSpec, type TrainConfig } from '../config.js';
 
 export interface SsldSection {
   /** Teacher model directory (model.json + model.onnx), run by the serving engine. */
   teacher: string;
+  /**
+   * The teacher's Paddle weights (its training run's final.pdparams), for an online teacher
+   * (distill.online): model directories hold ONNX only.
+   */
+  teacher_weights?: string | null;
   /** The model the candidate must beat (default: the teacher). */
   baseline?: string | null;
   /** Unlabelled sources: service pool directories (index.jsonl), image folders, or .txt path lists. */
@@ -23,7 +30,8 @@ export interface SsldSection {
   /** Analysts' labelled sets (directories holding labels.csv, from npm run labels:*). */
   labeled_sets?: string[];
   mining: { top_k: number; min_score?: number; phash_max_distance?: number };
-  distill: { epochs: number; js_weight?: number; ce_weight?: number; learning_rate?: number };
+  /** online: the teacher, in Paddle, scores every augmented crop the student sees (needs teacher_weights). */
+  distill: { epochs: number; js_weight?: number; ce_weight?: number; learning_rate?: number; online?: boolean };
   finetune: { epochs: number; learning_rate: number };
   /** Thresholds for the student, calibrated on its labelled train images: "f1", a precision, or null to keep 0.5. */
   calibrate?: 'f1' | number | null;
@@ -37,6 +45,7 @@ const SSLD_SECTION_SCHEMA = {
   required: ['teacher', 'pool', 'mining', 'distill', 'finetune'],
   properties: {
     teacher: { type: 'string', minLength: 1 },
+    teacher_weights: { type: ['string', 'null'], minLength: 1 },
     baseline: { type: ['string', 'null'] },
     pool: paths,
     labeled_sets: paths,
@@ -55,6 +64,7 @@ const SSLD_SECTION_SCHEMA = {
         js_weight: { type: 'number', exclusiveMinimum: 0 },
         ce_weight: { type: 'number', minimum: 0 },
         learning_rate: { type: 'number', exclusiveMinimum: 0 },
+        online: { type: 'boolean' },
       },
     },
     finetune: {
@@ -80,6 +90,8 @@ export function ssldConfigProblems(value: unknown): string[] {
   const problems = trainConfigProblems(train);
   if (cfg.Loss.Train.some((e) => 'JSDivLoss' in e)) problems.push('Loss.Train: the SSLD config\'s Loss is the fine-tune loss; the distillation loss comes from SSLD.distill');
   if (cfg.DataLoader.Train.dataset.name === 'SoftLabelSet') problems.push('DataLoader.Train.dataset: name the labelled data (CSVDataset or ImageFolder); soft labels are made by the loop');
+  if (cfg.SSLD.distill.online && !cfg.SSLD.teacher_weights) problems.push('SSLD.teacher_weights: distill.online needs the teacher\'s Paddle weights (its training run\'s final.pdparams)');
+  if (cfg.Teacher) problems.push('Teacher: the SSLD loop derives the online teacher from SSLD.teacher and SSLD.teacher_weights');
   if (!cfg.DataLoader.Eval) problems.push('DataLoader.Eval: SSLD compares the candidate with the baseline on it, so it is required');
   return problems;
 }
@@ -105,8 +117,23 @@ function ceEntry(cfg: TrainConfig): { weight: number; epsilon?: number } | undef
   return entry?.CELoss;
 }
 
-/** The distillation stage's plain training config. */
-export function distillStageConfig(cfg: SsldConfig, softLabelFile: string): TrainConfig {
+/** What an online teacher needs of the teacher's model.json. */
+export type TeacherManifest = Pick<ModelManifest, 'architecture' | 'labels' | 'input' | 'preprocess'>;
+
+/** The online teacher of the distillation stage: the teacher model's architecture and eval geometry, with its Paddle weights. */
+export function onlineTeacherSpec(teacher: TeacherManifest, weights: string): OnlineTeacherSpec {
+  const p = teacher.preprocess;
+  return {
+    arch: teacher.architecture, weights: path.resolve(weights), class_num: teacher.labels.length, image_size: teacher.input.size,
+    mean: [...p.mean], std: [...p.std], ...(p.pixel_scale ? { pixel_scale: p.pixel_scale as 1 | 255 } : {}),
+  };
+}
+
+/**
+ * The distillation stage's plain training config; with distill.online, the teacher (its manifest)
+ * also runs in Paddle on every crop.
+ */
+export function distillStageConfig(cfg: SsldConfig, softLabelFile: string, teacher?: TeacherManifest): TrainConfig {
   const { SSLD: s, ...train } = cfg;
   const ceWeight = s.distill.ce_weight ?? 0;
   const loss: LossEntry[] = [{ JSDivLoss: { weight: s.distill.js_weight ?? 1 } }];
@@ -118,6 +145,7 @@ export function distillStageConfig(cfg: SsldConfig, softLabelFile: string): Trai
     Loss: { Train: loss },
     Optimizer: { ...train.Optimizer, lr },
     DataLoader: { ...train.DataLoader, Train: { ...train.DataLoader.Train, dataset: { name: 'SoftLabelSet', file: softLabelFile } } },
+    ...(s.distill.online && teacher && s.teacher_weights ? { Teacher: onlineTeacherSpec(teacher, s.teacher_weights) } : {}),
   };
 }
 

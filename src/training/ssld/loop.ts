@@ -4,7 +4,7 @@
  * fine-tune on labelled data, export, threshold calibration, and a comparison with the model in
  * service. Every stage reports progress; every number lands in the student's model.json.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ScreeningError } from '../../errors.js';
 import { loadClassifier, type Classifier } from '../../model/engine.js';
@@ -12,7 +12,7 @@ import { readManifest, writeManifest, type ModelManifest } from '../../model/man
 import type { DatasetSpec } from '../config.js';
 import { readDataset, type Dataset, type DatasetSample } from '../dataset.js';
 import { calibrate, classifyFiles, predict } from '../evaluate.js';
-import { finishTraining, quantizeModelDir, runTraining, type TrainingSummary } from '../pipeline.js';
+import { finishTraining, quantizeModelDir, runTraining, type OnlineTeacherRecord, type TrainingSummary } from '../pipeline.js';
 import { compareModels, recordComparison, renderComparison, type Comparison } from './compare.js';
 import { distillStageConfig, finetuneStageConfig, type SsldConfig } from './config.js';
 import { DEFAULT_PHASH_DISTANCE, dedupePool } from './dedupe.js';
@@ -50,7 +50,7 @@ export interface SsldStats {
   labeled: { images: number; from_analysts: number; analysts_dropped: number };
   pool: { sources: string[]; images: number; dedupe: Record<string, number>; teacher_skipped: number };
   mining: { top_k: number; min_score: number; selected: number; below_min_score: number; per_class: Record<string, { candidates: number; selected: number; minScore: number | null }>; pseudo_label_accuracy: number | null };
-  stages: Record<string, { epochs: number; images: number; unlabeled: number; val_top1: number | null }>;
+  stages: Record<string, { epochs: number; images: number; unlabeled: number; val_top1: number | null; online_teacher?: OnlineTeacherRecord }>;
 }
 
 export const STAGES = ['teacher', 'labelled data', 'pool and dedupe', 'teacher pass', 'top-k mining', 'distillation', 'fine-tune', 'export and calibrate', 'compare'] as const;
@@ -109,7 +109,15 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
   const stage = (detail = '') => log(`[${++step}/${STAGES.length}] ${STAGES[step - 1]}${detail ? `: ${detail}` : ''}`);
 
   stage(s.teacher);
+  if (s.distill.online) {
+    try {
+      await access(s.teacher_weights!);
+    } catch (cause) {
+      throw new ScreeningError('SSLD_TEACHER_WEIGHTS_MISSING', `${s.teacher_weights}: distill.online needs the teacher's Paddle weights.`, { cause });
+    }
+  }
   const teacher: Classifier = await loadClassifier(s.teacher, { intraOpThreads: opts.threads ?? 0 });
+  const teacherManifest = teacher.manifest;
   let labeledKept: Array<{ path: string; label: string; soft: number[] }>;
   let minedKept: Array<{ path: string; label: null; soft: number[] }>;
   let stats: SsldStats;
@@ -166,12 +174,15 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
   const distillFile = await softFile('distill', [...labeledKept, ...minedKept]);
   const finetuneFile = await softFile('finetune', labeledKept);
   const record = (name: string, summary: TrainingSummary) => {
-    stats.stages[name] = { epochs: summary.epochs, images: summary.train_images, unlabeled: summary.unlabeled_train_images ?? 0, val_top1: summary.history.at(-1)?.val_top1 ?? null };
+    stats.stages[name] = {
+      epochs: summary.epochs, images: summary.train_images, unlabeled: summary.unlabeled_train_images ?? 0, val_top1: summary.history.at(-1)?.val_top1 ?? null,
+      ...(summary.online_teacher ? { online_teacher: summary.online_teacher } : {}),
+    };
   };
 
-  stage(`${s.distill.epochs} epochs on ${labeledKept.length} labelled + ${minedKept.length} mined images`);
+  stage(`${s.distill.epochs} epochs on ${labeledKept.length} labelled + ${minedKept.length} mined images${s.distill.online ? `, the teacher online on every crop (${teacherManifest.architecture})` : ''}`);
   const distillDir = path.join(workDir, 'distill');
-  record('distill', await runTraining({ config: distillStageConfig(cfg, distillFile), workDir: distillDir, dataRoot: opts.dataRoot, threads: opts.threads }));
+  record('distill', await runTraining({ config: distillStageConfig(cfg, distillFile, teacherManifest), workDir: distillDir, dataRoot: opts.dataRoot, threads: opts.threads }));
   let finalDir = distillDir;
   if (s.finetune.epochs > 0) {
     stage(`${s.finetune.epochs} epochs on ${labeledKept.length} labelled images`);

@@ -79,15 +79,28 @@ def run_prefix(session, tensors, count: int, batch: int = 16, label: str = "", s
 
 
 def cache_train_views(session, cache: D.DecodedCache, samples, views: int, size: int, scale, ratio, flip: bool,
-                      mean, std, pixel_scale, rng) -> np.ndarray:
-    """[images, views, C, H, W]: view k of image i is the k-th crop drawn for it from rng."""
+                      mean, std, pixel_scale, rng, teacher=None):
+    """[images, views, C, H, W]: view k of image i is the k-th crop drawn for it from rng. With an
+    online teacher also [images, views, classes]: its probabilities on each of those crops."""
+    soft = []
+
     def crops():
+        pending = []
         for s in samples:
             for _ in range(views):
-                im = D.random_resized_crop(cache.images[s.path], size, scale, ratio, rng)
-                if flip and rng.random() < 0.5:
-                    im = im.transpose(D.Image.FLIP_LEFT_RIGHT)
+                im, seen_by_teacher = D.augmented_pair(cache.images[s.path], size, scale, ratio, flip, rng,
+                                                       teacher.size if teacher else None)
+                if teacher:
+                    pending.append(teacher.tensor(seen_by_teacher))
+                    if len(pending) == 16:
+                        soft.append(teacher.probabilities(np.stack(pending)))
+                        pending.clear()
                 yield D.to_chw(im, mean, std, pixel_scale)
+        if pending:
+            soft.append(teacher.probabilities(np.stack(pending)))
 
     feats = run_prefix(session, crops(), len(samples) * views, label="train views")
-    return feats.reshape((len(samples), views) + feats.shape[1:])
+    feats = feats.reshape((len(samples), views) + feats.shape[1:])
+    if not teacher:
+        return feats, None
+    return feats, np.concatenate(soft).reshape((len(samples), views, -1))

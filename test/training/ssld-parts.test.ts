@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { REPO_ROOT } from '../../src/config.js';
-import { parseSsldConfig, ssldConfigProblems, distillStageConfig, finetuneStageConfig } from '../../src/training/ssld/config.js';
+import { parseSsldConfig, ssldConfigProblems, distillStageConfig, finetuneStageConfig, imagenetDistillStageConfig } from '../../src/training/ssld/config.js';
 import { dedupePool } from '../../src/training/ssld/dedupe.js';
 import { topKPerClass } from '../../src/training/ssld/mine.js';
 import { verdictOf } from '../../src/training/ssld/compare.js';
@@ -91,6 +91,27 @@ describe('SSLD configs', () => {
     assert.equal(distillStageConfig(parseSsldConfig(cfg), '/tmp/distill.json', teacher).Teacher, undefined, 'stored soft labels without online');
     (cfg as Record<string, unknown>).Teacher = distill.Teacher;
     assert.ok(ssldConfigProblems(cfg).some((p) => p.startsWith('Teacher:')), 'the loop derives the teacher; a hand-written one is refused');
+  });
+
+  test('the ImageNet-knowledge stage names a known pretrained teacher and derives a JS-only, eval-free, uncached stage config', async () => {
+    const cfg = await tinyConfig();
+    const ssld = cfg.SSLD as Record<string, any>;
+    ssld.imagenet_distill = { teacher: 'resnet50-imagenet', epochs: 0 };
+    const problems = ssldConfigProblems(cfg);
+    assert.ok(problems.some((p) => p.startsWith('SSLD.imagenet_distill.teacher')), problems.join('\n'));
+    assert.ok(problems.some((p) => p.startsWith('SSLD.imagenet_distill.epochs')), problems.join('\n'));
+    ssld.imagenet_distill = { teacher: 'efficientnet-lite2', epochs: 3, learning_rate: 0.01 };
+    (cfg.Global as Record<string, unknown>).cached_views = 2;
+    (cfg.Arch as Record<string, unknown>) = { name: 'EfficientNetLite0', pretrained: null, lr_mult_list: [0, 0, 0, 0.5, 1] };
+    const teacher = { arch: 'EfficientNetLite2' as const, weights: '/w/lite2.pth', class_num: 1000, image_size: 260, mean: [127, 127, 127], std: [128, 128, 128], pixel_scale: 1 as const };
+    const stage = imagenetDistillStageConfig(parseSsldConfig(cfg), '/tmp/imagenet.json', teacher);
+    assert.deepEqual(trainConfigProblems(stage), []);
+    assert.deepEqual(stage.Loss.Train, [{ JSDivLoss: { weight: 1 } }]);
+    assert.equal(stage.DataLoader.Eval, undefined, 'no ImageNet labels to evaluate on');
+    assert.equal(stage.Global.cached_views, undefined, 'the whole student learns');
+    assert.equal(stage.Global.epochs, 3);
+    assert.equal((stage.Optimizer.lr as { learning_rate: number }).learning_rate, 0.01);
+    assert.deepEqual(stage.Teacher, teacher);
   });
 
   test('an online Teacher section without JSDivLoss is refused: it would feed nothing', async () => {

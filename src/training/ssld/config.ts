@@ -13,6 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { describeSchemaError } from '../../config.js';
 import { ScreeningError } from '../../errors.js';
 import type { ModelManifest } from '../../model/manifest.js';
+import { PRETRAINED } from '../pretrained.js';
 import { TRAIN_CONFIG_SCHEMA, trainConfigProblems, type LossEntry, type OnlineTeacherSpec, type TrainConfig } from '../config.js';
 
 export interface SsldSection {
@@ -33,6 +34,13 @@ export interface SsldSection {
   /** online: the teacher, in Paddle, scores every augmented crop the student sees (needs teacher_weights). */
   distill: { epochs: number; js_weight?: number; ce_weight?: number; learning_rate?: number; online?: boolean };
   finetune: { epochs: number; learning_rate: number };
+  /**
+   * ImageNet knowledge first (SSLD in its original sense): the student learns an ImageNet-pretrained
+   * EfficientNet-Lite's full 1000-class soft labels, online, on every labelled and pool image
+   * (labels unused), then starts the wildlife stages from those weights. For a randomly initialised
+   * student such as ResNet50_vd.
+   */
+  imagenet_distill?: { teacher: keyof typeof PRETRAINED; epochs: number; learning_rate?: number } | null;
   /** Thresholds for the student, calibrated on its labelled train images: "f1", a precision, or null to keep 0.5. */
   calibrate?: 'f1' | number | null;
 }
@@ -70,6 +78,14 @@ const SSLD_SECTION_SCHEMA = {
     finetune: {
       type: 'object', additionalProperties: false, required: ['epochs', 'learning_rate'],
       properties: { epochs: { type: 'integer', minimum: 0, maximum: 10000 }, learning_rate: { type: 'number', exclusiveMinimum: 0 } },
+    },
+    imagenet_distill: {
+      type: ['object', 'null'], additionalProperties: false, required: ['teacher', 'epochs'],
+      properties: {
+        teacher: { enum: Object.keys(PRETRAINED) },
+        epochs: { type: 'integer', minimum: 1, maximum: 10000 },
+        learning_rate: { type: 'number', exclusiveMinimum: 0 },
+      },
     },
     calibrate: { anyOf: [{ const: 'f1' }, { type: 'number', exclusiveMinimum: 0, exclusiveMaximum: 1 }, { type: 'null' }] },
   },
@@ -133,7 +149,7 @@ export function onlineTeacherSpec(teacher: TeacherManifest, weights: string): On
  * The distillation stage's plain training config; with distill.online, the teacher (its manifest)
  * also runs in Paddle on every crop.
  */
-export function distillStageConfig(cfg: SsldConfig, softLabelFile: string, teacher?: TeacherManifest): TrainConfig {
+export function distillStageConfig(cfg: SsldConfig, softLabelFile: string, teacher?: TeacherManifest, init?: string): TrainConfig {
   const { SSLD: s, ...train } = cfg;
   const ceWeight = s.distill.ce_weight ?? 0;
   const loss: LossEntry[] = [{ JSDivLoss: { weight: s.distill.js_weight ?? 1 } }];
@@ -142,10 +158,31 @@ export function distillStageConfig(cfg: SsldConfig, softLabelFile: string, teach
   return {
     ...train,
     Global: { ...train.Global, epochs: s.distill.epochs },
+    ...(init ? { Arch: { ...train.Arch, pretrained: init } } : {}),
     Loss: { Train: loss },
     Optimizer: { ...train.Optimizer, lr },
     DataLoader: { ...train.DataLoader, Train: { ...train.DataLoader.Train, dataset: { name: 'SoftLabelSet', file: softLabelFile } } },
     ...(s.distill.online && teacher && s.teacher_weights ? { Teacher: onlineTeacherSpec(teacher, s.teacher_weights) } : {}),
+  };
+}
+
+/**
+ * The ImageNet-knowledge stage: JS divergence only, against the online ImageNet teacher on every crop
+ * of `imageFile`'s images (a SoftLabelSet of the 1000 ImageNet classes without stored soft labels),
+ * from the student's own initialisation, without evaluation (there are no ImageNet labels here).
+ */
+export function imagenetDistillStageConfig(cfg: SsldConfig, imageFile: string, teacher: OnlineTeacherSpec): TrainConfig {
+  const { SSLD: s, ...train } = cfg;
+  const kd = s.imagenet_distill!;
+  const { cached_views: _views, ...global } = train.Global;
+  const lr = { ...(train.Optimizer.lr as Record<string, unknown>), ...(kd.learning_rate ? { learning_rate: kd.learning_rate } : {}) };
+  return {
+    ...train,
+    Global: { ...global, epochs: kd.epochs },
+    Loss: { Train: [{ JSDivLoss: { weight: 1 } }] },
+    Optimizer: { ...train.Optimizer, lr },
+    DataLoader: { Train: { ...train.DataLoader.Train, dataset: { name: 'SoftLabelSet', file: imageFile } } },
+    Teacher: teacher,
   };
 }
 

@@ -14,7 +14,8 @@ import { readDataset, type Dataset, type DatasetSample } from '../dataset.js';
 import { calibrate, classifyFiles, predict } from '../evaluate.js';
 import { finishTraining, quantizeModelDir, runTraining, type OnlineTeacherRecord, type TrainingSummary } from '../pipeline.js';
 import { compareModels, recordComparison, renderComparison, type Comparison } from './compare.js';
-import { distillStageConfig, finetuneStageConfig, type SsldConfig } from './config.js';
+import { imagenetLabels, locatePretrained } from '../pretrained.js';
+import { distillStageConfig, finetuneStageConfig, imagenetDistillStageConfig, type SsldConfig } from './config.js';
 import { DEFAULT_PHASH_DISTANCE, dedupePool } from './dedupe.js';
 import { topKPerClass } from './mine.js';
 import { readPoolSources } from './sources.js';
@@ -53,7 +54,7 @@ export interface SsldStats {
   stages: Record<string, { epochs: number; images: number; unlabeled: number; val_top1: number | null; online_teacher?: OnlineTeacherRecord }>;
 }
 
-export const STAGES = ['teacher', 'labelled data', 'pool and dedupe', 'teacher pass', 'top-k mining', 'distillation', 'fine-tune', 'export and calibrate', 'compare'] as const;
+export const STAGES = ['teacher', 'labelled data', 'pool and dedupe', 'teacher pass', 'top-k mining', 'ImageNet knowledge', 'distillation', 'fine-tune', 'export and calibrate', 'compare'] as const;
 
 function sourceOf(spec: DatasetSpec, dataRoot?: string) {
   const root = dataRoot ?? spec.root;
@@ -124,6 +125,7 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
   const classes = teacher.manifest.labels.map((l) => l.name);
   const tradeRelevant = Object.fromEntries(teacher.manifest.labels.map((l) => [l.name, l.trade_relevant]));
   let evalSet: Dataset;
+  let poolPaths: string[] = [];
   try {
     stage();
     evalSet = await readDataset(sourceOf(cfg.DataLoader.Eval!.dataset, opts.dataRoot));
@@ -143,6 +145,7 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
     log(`  pool ${pool.length} → kept ${dedupe.counts.kept}; dropped: ${Object.entries(dedupe.counts).filter(([k, v]) => k !== 'kept' && v).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
     await writeFile(path.join(workDir, 'dedupe.json'), JSON.stringify([...labeled.droppedFromAnalysts, ...dedupe.dropped], null, 1));
 
+    poolPaths = dedupe.kept.map((x) => x.path);
     stage(`${labeled.samples.length + dedupe.kept.length} images`);
     const labeledPass = await classifyFiles(teacher, labeled.samples.map((x) => x.path), { onProgress: (d, t) => progress('labelled', d, t) });
     const poolPass = await classifyFiles(teacher, dedupe.kept.map((x) => x.path), { onProgress: (d, t) => progress('pool', d, t) });
@@ -180,9 +183,24 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
     };
   };
 
+  let init: string | undefined;
+  if (s.imagenet_distill) {
+    // Every photo we have that is not an eval photo (the pool was de-duplicated against eval).
+    const images = [...labeledKept.map((x) => x.path), ...poolPaths];
+    const kd = s.imagenet_distill;
+    stage(`${kd.epochs} epochs on ${images.length} images against ${kd.teacher}'s 1000 ImageNet classes, online`);
+    const { source, weights } = await locatePretrained(kd.teacher);
+    const file = path.join(workDir, 'imagenet.json');
+    await writeFile(file, JSON.stringify({ classes: (await imagenetLabels()).map((l) => l.name), trade_relevant: {}, teacher: { name: kd.teacher, sha256: weights.sha256 }, samples: images.map((p) => ({ path: p, label: null })) }));
+    const kdDir = path.join(workDir, 'imagenet-distill');
+    const teacherSpec = { arch: source.arch, weights: weights.path, class_num: 1000, image_size: source.imageSize, mean: [127, 127, 127], std: [128, 128, 128], pixel_scale: 1 as const };
+    record('imagenet_distill', await runTraining({ config: imagenetDistillStageConfig(cfg, file, teacherSpec), workDir: kdDir, dataRoot: opts.dataRoot, threads: opts.threads }));
+    init = path.join(kdDir, 'final.pdparams');
+  } else stage('skipped (no SSLD.imagenet_distill)');
+
   stage(`${s.distill.epochs} epochs on ${labeledKept.length} labelled + ${minedKept.length} mined images${s.distill.online ? `, the teacher online on every crop (${teacherManifest.architecture})` : ''}`);
   const distillDir = path.join(workDir, 'distill');
-  record('distill', await runTraining({ config: distillStageConfig(cfg, distillFile, teacherManifest), workDir: distillDir, dataRoot: opts.dataRoot, threads: opts.threads }));
+  record('distill', await runTraining({ config: distillStageConfig(cfg, distillFile, teacherManifest, init), workDir: distillDir, dataRoot: opts.dataRoot, threads: opts.threads }));
   let finalDir = distillDir;
   if (s.finetune.epochs > 0) {
     stage(`${s.finetune.epochs} epochs on ${labeledKept.length} labelled images`);

@@ -64,15 +64,16 @@ def read_folder_dataset(root: str) -> Dataset:
 
 def read_soft_label_set(file: str) -> Dataset:
     """SSLD's distillation set, written by src/training/ssld: labelled and mined images with the
-    teacher's soft labels; mined images have label null."""
+    teacher's soft labels; mined images have label null. Without "soft" an image is scored only by
+    an online teacher (the ImageNet-knowledge stage: the teacher's 1000 classes, no stored labels)."""
     with open(file, encoding="utf-8") as fh:
         doc = json.load(fh)
     classes = list(doc["classes"])
     relevance = {c: bool(v) for c, v in doc.get("trade_relevant", {}).items() if v is not None}
     samples = []
     for item in doc["samples"]:
-        soft = item["soft"]
-        if len(soft) != len(classes):
+        soft = item.get("soft")
+        if soft is not None and len(soft) != len(classes):
             raise ValueError(f"{file}: {item['path']} has {len(soft)} soft-label values for {len(classes)} classes")
         label = item.get("label")
         if label is not None and label not in classes:

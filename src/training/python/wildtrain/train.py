@@ -57,6 +57,8 @@ class Objective:
     def __call__(self, logits, batch, class_index: dict, online_soft: np.ndarray | None = None):
         total = None
         if self.js:
+            if online_soft is None and any(s.soft is None for s in batch):
+                raise ValueError("JSDivLoss: an image has no stored soft label and there is no online Teacher to score it")
             stored = online_soft if online_soft is not None else np.array([s.soft for s in batch])
             soft = paddle.to_tensor(stored.astype(np.float32))
             total = js_divergence(logits, soft) * self.js.get("weight", 1.0)

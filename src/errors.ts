@@ -58,6 +58,7 @@ export const ERROR_CATALOGUE = {
   TRAIN_CONFIG_INVALID: { status: 400, retriable: false, message: 'The training config is invalid.' },
   TRAIN_PYTHON_MISSING: { status: 500, retriable: false, message: 'The training Python environment is not set up: run `npm run setup:train`.' },
   TRAIN_FAILED: { status: 500, retriable: false, message: 'The training process failed.' },
+  TRAIN_RESULT_INVALID: { status: 500, retriable: false, message: 'The training toolchain handed back a result of the wrong shape (is the venv older than the code? run npm run setup:train).' },
   TRAIN_INTERRUPTED: { status: 500, retriable: true, message: 'Training was interrupted; a checkpoint was saved, resume with --resume.' },
   DATASET_INVALID: { status: 400, retriable: false, message: 'The dataset could not be read.' },
   CLI_USAGE: { status: 400, retriable: false, message: 'Invalid command-line arguments.' },

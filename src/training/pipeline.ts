@@ -10,6 +10,7 @@ import { readManifest, ONNX_FILE, type LabelSpec, type ModelManifest } from '../
 import { withRelativeDataPaths, type TrainConfig } from './config.js';
 import { defaultLabels, writeModelDir } from './model-dir.js';
 import { pythonEnvReady, runWildtrain, wildtrainJson } from './python-env.js';
+import { checkPythonResult, EXPORT_RESULT_SCHEMA, QUANTIZE_RESULT_SCHEMA, TRAINING_SUMMARY_SCHEMA } from './python-results.js';
 
 export const NO_PRETRAINED_NOTE =
   'No ImageNet-pretrained weights: they cannot be downloaded on the machines this model was built on, so it was trained from random initialisation on the dataset named in training.data only. Expect lower accuracy than a fine-tuned ResNet50_vd_ssld.';
@@ -125,7 +126,14 @@ export async function runTraining(options: Pick<TrainOptions, 'config' | 'workDi
 }
 
 export async function readTrainingSummary(workDir: string): Promise<TrainingSummary> {
-  return JSON.parse(await readFile(path.join(path.resolve(workDir), 'training.json'), 'utf8')) as TrainingSummary;
+  const file = path.join(path.resolve(workDir), 'training.json');
+  let value: unknown;
+  try {
+    value = JSON.parse(await readFile(file, 'utf8'));
+  } catch (cause) {
+    throw new ScreeningError('TRAIN_RESULT_INVALID', `${file}: ${(cause as Error).message}`, { cause });
+  }
+  return checkPythonResult<TrainingSummary>(TRAINING_SUMMARY_SCHEMA, value, file);
 }
 
 /** Export + manifests for a finished run (also usable on a run finished earlier, e.g. in the background). */
@@ -196,7 +204,7 @@ export async function exportOnnx(weights: string, arch: string, classNum: number
   await requireEnv();
   const args = ['export', '--weights', path.resolve(weights), '--arch', arch, '--class-num', String(classNum), '--out', path.resolve(out)];
   if (allowHeadReinit) args.push('--allow-head-reinit');
-  return wildtrainJson<ExportResult>(args);
+  return wildtrainJson<ExportResult>(args, EXPORT_RESULT_SCHEMA);
 }
 
 export type QuantizationMethod = 'weights' | 'static';
@@ -215,7 +223,7 @@ export async function quantizeModelDir(fp32Input: string, int8Input: string, cal
     '--mean', JSON.stringify(source.preprocess.mean), '--std', JSON.stringify(source.preprocess.std),
     '--pixel-scale', String(source.preprocess.pixel_scale),
     '--count', String(count), '--method', method,
-  ]);
+  ], QUANTIZE_RESULT_SCHEMA);
   const { sha256: _sha, created: _created, schema_version: _v, ...rest } = source;
   return writeModelDir({
     dir: int8Dir,

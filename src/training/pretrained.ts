@@ -10,6 +10,7 @@ import { ScreeningError } from '../errors.js';
 import type { LabelSpec, ModelManifest } from '../model/manifest.js';
 import { importPdparams, type ImportResult } from './pipeline.js';
 import { pythonEnvReady, REPO_ROOT, weightsReady, wildtrainJson } from './python-env.js';
+import { LOCATE_RESULT_SCHEMA } from './python-results.js';
 
 export interface PretrainedSource {
   arch: ModelManifest['architecture'];
@@ -53,7 +54,7 @@ export async function locatePretrained(name: string): Promise<{ source: Pretrain
   const source = PRETRAINED[name];
   if (!source) throw new ScreeningError('CLI_USAGE', `--pretrained must be one of ${Object.keys(PRETRAINED).join(', ')}.`);
   if (!(await pythonEnvReady()) || !(await weightsReady())) throw new ScreeningError('TRAIN_PYTHON_MISSING');
-  const weights = await wildtrainJson<LocatedWeights>(['locate', '--module', source.module, '--file', source.file]);
+  const weights = await wildtrainJson<LocatedWeights>(['locate', '--module', source.module, '--file', source.file], LOCATE_RESULT_SCHEMA);
   return { source, weights };
 }
 

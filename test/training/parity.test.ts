@@ -86,12 +86,13 @@ describe('importing PaddleClas .pdparams', () => {
 describe('parameter names', () => {
   test('every ResNet_vd variant has exactly PaddleClas\'s state-dict names and shapes, in order', async () => {
     const { wildtrainJson } = await import('../../src/training/python-env.js');
+    const { KEYS_RESULT_SCHEMA } = await import('../../src/training/python-results.js');
     const { readFile } = await import('node:fs/promises');
     const { REPO_ROOT } = await import('../../src/config.js');
     const golden = JSON.parse(await readFile(path.join(REPO_ROOT, 'test/fixtures/paddleclas-resnet-vd-keys.json'), 'utf8')) as { architectures: Record<string, string[]> };
     assert.equal(Object.keys(golden.architectures).length, 6);
     for (const [arch, keys] of Object.entries(golden.architectures)) {
-      const ours = await wildtrainJson<string[]>(['keys', '--arch', arch]);
+      const ours = await wildtrainJson<string[]>(['keys', '--arch', arch], KEYS_RESULT_SCHEMA);
       assert.deepEqual(ours, keys, arch);
     }
   });

@@ -1,7 +1,9 @@
-"""Script entry for `python -m paddle.distributed.launch`, which runs a file, not a module."""
+"""Script entry for `python -m paddle.distributed.launch`, which runs a file, not a module; the same
+protocol as `python -m wildtrain` (wildtrain/protocol.py)."""
 import sys
 
 from wildtrain.__main__ import main
+from wildtrain.protocol import run_cli
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run_cli(main, sys.argv[1:])

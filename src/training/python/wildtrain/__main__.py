@@ -1,12 +1,15 @@
 """Entry point used by the TypeScript orchestrator: python -m wildtrain <command> ...
 
-Commands print human progress on stderr; results the orchestrator needs are files in --out.
+Commands print human progress on stderr; results go back as protocol.py says (one result line on
+stdout, exit codes, "error: " lines).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+
+from .protocol import EXIT_OK, EXIT_USAGE, result, run_cli
 
 
 def main(argv: list[str]) -> int:
@@ -80,12 +83,12 @@ def main(argv: list[str]) -> int:
         return 0
     if args.command == "locate":
         from .packaged import locate
-        print(json.dumps(locate(args.module, args.file)))
+        result(locate(args.module, args.file))
         return 0
     if args.command == "keys":
         from .architectures import build
         state = build(args.arch, class_num=args.class_num).state_dict()
-        print(json.dumps([f"{name} {'x'.join(str(d) for d in t.shape)}" for name, t in state.items()]))
+        result([f"{name} {'x'.join(str(d) for d in t.shape)}" for name, t in state.items()])
         return 0
     if args.command == "train":
         from .train import run
@@ -94,18 +97,18 @@ def main(argv: list[str]) -> int:
         return run(cfg, args.out, args.data, args.resume)
     if args.command == "export":
         from .export import export_onnx
-        print(json.dumps(export_onnx(args.weights, args.arch, args.class_num, args.out, args.allow_head_reinit)))
+        result(export_onnx(args.weights, args.arch, args.class_num, args.out, args.allow_head_reinit))
         return 0
     if args.command == "quantize":
         from .quantize import quantize_int8, quantize_weights_int8
         if args.method == "weights":
-            print(json.dumps(quantize_weights_int8(args.onnx, args.out)))
-            return 0
+            result(quantize_weights_int8(args.onnx, args.out))
+            return EXIT_OK
         with open(args.calibration) as fh:
             paths = json.load(fh)
-        print(json.dumps(quantize_int8(args.onnx, args.out, paths, args.image_size, args.resize_short,
-                                       json.loads(args.mean), json.loads(args.std), args.count,
-                                       pixel_scale=args.pixel_scale)))
+        result(quantize_int8(args.onnx, args.out, paths, args.image_size, args.resize_short,
+                             json.loads(args.mean), json.loads(args.std), args.count,
+                             pixel_scale=args.pixel_scale))
         return 0
     if args.command == "logits":
         from .export import paddle_logits
@@ -115,16 +118,8 @@ def main(argv: list[str]) -> int:
         from .export import write_initial_weights
         write_initial_weights(args.arch, args.class_num, args.seed, args.out)
         return 0
-    return 2
-
-
-EXIT_USAGE = 2
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except (ValueError, FileNotFoundError) as err:
-        # Expected failures (bad weights, bad data) get one clear message, not a traceback.
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+    run_cli(main, sys.argv[1:])

@@ -20,10 +20,10 @@ import paddle.nn.functional as F
 
 from . import data as D
 from .progress import Progress
+from .protocol import EXIT_INTERRUPTED
 from .architectures import build
 from .weights import load_pretrained
 
-EXIT_INTERRUPTED = 130
 
 
 def smoothed_cross_entropy(logits, labels, epsilon: float):

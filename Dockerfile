@@ -26,37 +26,67 @@
 # Node major must satisfy package.json engines.node (>=20.9).
 ARG NODE_IMAGE=node:20-bookworm-slim
 # CUDA 12 + cuDNN 9 runtime (what onnxruntime-node 1.30's CUDA 12 EP links against); runtime, not
-# devel: nothing is compiled in the image.
+# devel: nothing CUDA is compiled in the image.
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
 # Training: Ubuntu 24.04 has Python 3.12, which the pinned numpy/Paddle wheels need (22.04 has 3.10).
 ARG CUDA_TRAIN_IMAGE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
-# ---- production node_modules, CPU flavour -------------------------------------------------------
+# Stage order matters: BuildKit resolves `COPY --from=<name>` and `FROM <name>` only against stages
+# defined above; a later stage's name is taken for an image to pull, and the build fails.
+# test/deploy/dockerfile.test.ts checks the stage graph and that every image's node_modules were
+# installed on the same base image (glibc, libc flavour) as the image that loads them.
+
+# ---- Node itself, for the CUDA-based images ------------------------------------------------------
+# The CUDA images are Ubuntu, whose own nodejs package is too old (12 on 22.04, 18 on 24.04).
+# Instead of adding a third-party apt repository, node (and, for the install stages, npm and Node's
+# headers) is copied from the same official Node 20 image the CPU target uses: node is a
+# self-contained executable that needs glibc >= 2.28 (Ubuntu 22.04 has 2.35, 24.04 has 2.39), so all
+# targets run the identical Node version, and the build needs no extra package source.
+FROM ${NODE_IMAGE} AS node-bin
+
+# ---- production node_modules, CPU flavour (the cpu image's base) ---------------------------------
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 # better-sqlite3 (the review console's database) is a native addon: its install script downloads a
-# prebuilt binary and, when it cannot, compiles with node-gyp, which needs python3, make and g++.
-# Only in the build stages: the final images copy node_modules, not the compilers.
+# prebuilt binary and, when it cannot, compiles with node-gyp, which needs python3, make and g++ and
+# Node's headers (in the node image under /usr/local/include/node: nodedir, so none is downloaded).
+# Only in the install stages: the final images copy node_modules, not the compilers.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json .npmrc ./
-# onnxruntime-node's CUDA download stays off (.npmrc); its CPU binaries ship in the package.
+# onnxruntime-node's CPU binaries ship in the package; skip stops its install script from
+# downloading the CUDA ones.
+ENV ONNXRUNTIME_NODE_INSTALL=skip npm_config_nodedir=/usr/local
 RUN npm ci --omit=dev --no-audit --no-fund
 
+# ---- gpu image's base: CUDA runtime + node, no compilers -----------------------------------------
+# npm is not needed at run time (CMD calls node directly); only deps-gpu adds it.
+FROM ${CUDA_IMAGE} AS gpu-base
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 1000 app \
+ && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /app --shell /usr/sbin/nologin app
+COPY --from=node-bin /usr/local/bin/node /usr/local/bin/node
+
 # ---- production node_modules, CUDA flavour -------------------------------------------------------
-FROM ${NODE_IMAGE} AS deps-gpu
+# Installed on gpu-base, so better-sqlite3 (compiled or prebuilt), sharp's libvips and
+# onnxruntime-node are picked for and linked against the gpu image's own Ubuntu 22.04 glibc, not
+# the node image's Debian one.
+FROM gpu-base AS deps-gpu
 WORKDIR /app
-# The toolchain better-sqlite3 may compile with, as in deps.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
+COPY --from=node-bin /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/npm
+COPY --from=node-bin /usr/local/include/node /usr/local/include/node
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
 COPY package.json package-lock.json .npmrc ./
 # onnxruntime-node's install script (script/install.js, via install-utils.js) reads
-# ONNXRUNTIME_NODE_INSTALL before the npm config, so this overrides .npmrc's
-# onnxruntime-node-install=skip. The script is also run explicitly, so the CUDA 12 EP binaries are
+# ONNXRUNTIME_NODE_INSTALL. The script is also run explicitly, so the CUDA 12 EP binaries are
 # fetched even if the npm in use does not run install scripts; it fails the build if they cannot be.
-ENV ONNXRUNTIME_NODE_INSTALL=cuda12
+ENV ONNXRUNTIME_NODE_INSTALL=cuda12 npm_config_nodedir=/usr/local
 RUN npm ci --omit=dev --no-audit --no-fund \
  && cd node_modules/onnxruntime-node && node script/install.js \
  && ls bin/napi-v*/linux/x64/ | grep -q providers_cuda
@@ -98,21 +128,38 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 CMD ["node", "--import", "tsx", "src/main.ts"]
 
-# ---- GPU training image (k8s/training/job-gpu.yaml) ------------------------------------------------
-# Node runs the toolchain (config validation, export, eval); Paddle runs in /app/.venv with the GPU
-# build of paddlepaddle in place of the CPU one pinned in requirements.txt. Current GPU wheels are
-# published on PaddlePaddle's own package index for each CUDA version: pass it (and any other pip
-# options) as PADDLE_PIP_ARGS, as PaddlePaddle's installation guide gives it for CUDA 12.6.
-FROM ${CUDA_TRAIN_IMAGE} AS train-gpu
-ARG PADDLE_GPU_PACKAGE=paddlepaddle-gpu==3.3.1
-ARG PADDLE_PIP_ARGS=""
+# ---- GPU training image's base: CUDA runtime, Python, node, no compilers --------------------------
+FROM ${CUDA_TRAIN_IMAGE} AS train-base
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && (getent passwd 1000 >/dev/null || useradd --uid 1000 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin app)
 COPY --from=node-bin /usr/local/bin/node /usr/local/bin/node
+
+# ---- the training image's node_modules, on its own Ubuntu 24.04 base (as deps-gpu) ---------------
+FROM train-base AS deps-train
 WORKDIR /app
-COPY --from=deps /app/node_modules node_modules
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=node-bin /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/npm
+COPY --from=node-bin /usr/local/include/node /usr/local/include/node
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
+COPY package.json package-lock.json .npmrc ./
+# Node's side of training (config checks, export, eval) runs ONNX Runtime on the CPU: as in deps.
+ENV ONNXRUNTIME_NODE_INSTALL=skip npm_config_nodedir=/usr/local
+RUN npm ci --omit=dev --no-audit --no-fund
+
+# ---- GPU training image (k8s/training/job-gpu.yaml) ------------------------------------------------
+# Node runs the toolchain (config validation, export, eval); Paddle runs in /app/.venv with the GPU
+# build of paddlepaddle in place of the CPU one pinned in requirements.txt. Current GPU wheels are
+# published on PaddlePaddle's own package index for each CUDA version: pass it (and any other pip
+# options) as PADDLE_PIP_ARGS, as PaddlePaddle's installation guide gives it for CUDA 12.6.
+FROM train-base AS train-gpu
+ARG PADDLE_GPU_PACKAGE=paddlepaddle-gpu==3.3.1
+ARG PADDLE_PIP_ARGS=""
+WORKDIR /app
+COPY --from=deps-train /app/node_modules node_modules
 COPY package.json tsconfig.json ./
 COPY src src
 COPY configs configs
@@ -139,26 +186,15 @@ USER 1000:1000
 ENTRYPOINT ["node", "--import", "tsx", "src/training/cli/train.ts"]
 
 # ---- GPU image -----------------------------------------------------------------------------------
-# The CUDA runtime image is Ubuntu, whose own nodejs package is too old (12 on 22.04, 18 on 24.04).
-# Instead of adding a third-party apt repository, the node binary is copied from the same official
-# Node 20 image the CPU target uses: it is a self-contained executable that needs glibc >= 2.28
-# (Ubuntu 22.04 has 2.35), so both targets run the identical Node version, and the build needs no
-# extra package source. npm is not needed at run time (CMD calls node directly).
-FROM ${NODE_IMAGE} AS node-bin
-
-FROM ${CUDA_IMAGE} AS gpu
+FROM gpu-base AS gpu
 # Optional TensorRT EP (EXECUTION_PROVIDER=tensorrt): the nvidia/cuda images come with NVIDIA's
 # CUDA apt repository configured, which carries the TensorRT 10 runtime libraries.
 ARG WITH_TENSORRT=false
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && if [ "$WITH_TENSORRT" = "true" ]; then \
-      apt-get install -y --no-install-recommends libnvinfer10 libnvinfer-plugin10 libnvonnxparsers10; \
-    fi \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --gid 1000 app \
- && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /app --shell /usr/sbin/nologin app
-COPY --from=node-bin /usr/local/bin/node /usr/local/bin/node
+RUN if [ "$WITH_TENSORRT" = "true" ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends libnvinfer10 libnvinfer-plugin10 libnvonnxparsers10 \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080 EXECUTION_PROVIDER=cuda \
     NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 WORKDIR /app

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { REPO_ROOT } from '../../src/config.js';
-import { copied, copySources, dockerignored, importGraph, lineage, parseDockerfile, type Stage } from './dockerfile.js';
+import { baseImageOf, copied, copySources, dockerignored, importGraph, isFullImageReference, lineage, lintProblems, nativeModuleProblems, parseDockerfile, stageReferenceProblems, type Stage } from './dockerfile.js';
 
 const dockerfile = readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const stages = parseDockerfile(dockerfile);
@@ -13,6 +13,12 @@ const defaults = parseYaml(readFileSync(path.join(REPO_ROOT, 'configs', 'default
 const ignorePatterns = readFileSync(path.join(REPO_ROOT, '.dockerignore'), 'utf8').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
 const TARGETS = ['cpu', 'gpu'] as const;
 const instructionsOf = (target: string, op: string) => (stages.find((s) => s.name === target)?.instructions ?? []).filter((i) => i.op === op);
+/** The stage and the stages it is built FROM, down to the base image. */
+const fromChain = (target: string, all = stages) => {
+  const out: Stage[] = [];
+  for (let s = all.find((x) => x.name === target); s && !out.includes(s); s = all.find((x) => x.name === s!.from)) out.push(s);
+  return out;
+};
 const entryOfNpmStart = () => {
   const m = /(?:^|\s)(?:tsx|node(?:\s+--import\s+tsx)?)\s+(\S+\.ts)\b/.exec(pkg.scripts.start ?? '');
   assert.ok(m, `cannot find the entry file in npm start: ${pkg.scripts.start}`);
@@ -22,7 +28,7 @@ const entryOfNpmStart = () => {
 describe('Dockerfile', () => {
   test('has the cpu and gpu targets, the gpu one on a CUDA cuDNN runtime base', () => {
     for (const t of TARGETS) assert.ok(stages.some((s) => s.name === t), `stage ${t}`);
-    assert.match(stages.find((s) => s.name === 'gpu')?.from ?? '', /^nvidia\/cuda:12\.[\d.]+-cudnn\d*-runtime-(ubuntu|debian)/);
+    assert.match(baseImageOf(stages, 'gpu'), /^nvidia\/cuda:12\.[\d.]+-cudnn\d*-runtime-(ubuntu|debian)/);
     assert.match(dockerfile, /docker build --target cpu/);
     assert.match(dockerfile, /docker build --target gpu/);
   });
@@ -33,11 +39,12 @@ describe('Dockerfile', () => {
     const nodeImages = stages.filter((s) => /^node:/.test(s.from));
     assert.ok(nodeImages.length > 0);
     for (const s of nodeImages) assert.equal(/^node:(\d+)/.exec(s.from)?.[1], major, `stage ${s.name} FROM ${s.from}`);
-    // The gpu target takes its node binary from a node:<major> stage.
-    const gpuNode = instructionsOf('gpu', 'COPY').find((i) => /\/bin\/node\b/.test(i.args));
-    const from = /--from=(\S+)/.exec(gpuNode?.args ?? '')?.[1];
-    assert.ok(from, 'the gpu target copies a node binary');
-    assert.match(stages.find((s) => s.name === from)?.from ?? '', new RegExp(`^node:${major}\\b`));
+    // The CUDA-based targets take their node binary from a node:<major> stage.
+    for (const t of ['gpu', 'train-gpu']) {
+      const copy = fromChain(t).flatMap((s) => s.instructions).find((i) => i.op === 'COPY' && /\/bin\/node\b/.test(i.args));
+      assert.ok(copy?.refs[0], `the ${t} target copies a node binary`);
+      assert.match(baseImageOf(stages, copy.refs[0]), new RegExp(`^node:${major}\\b`));
+    }
   });
 
   test('both targets run the npm start entry with tsx, as production, non-root, with a /healthz HEALTHCHECK', () => {
@@ -92,25 +99,71 @@ describe('Dockerfile', () => {
     assert.match(dockerfile, /^#\s+.*wildlife-screening:cpu node --import tsx src\/review\/main\.ts$/m, 'the header shows how to run it');
   });
 
-  test('the node_modules stages can compile better-sqlite3, and no final image carries the compilers', () => {
+  test('the node_modules stages can compile better-sqlite3 against Node\'s own headers, and no final image carries the compilers', () => {
     assert.ok(pkg.dependencies['better-sqlite3'], 'better-sqlite3 is a runtime dependency');
     const installScript = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'node_modules', 'better-sqlite3', 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.install ?? '';
     assert.match(installScript, /node-gyp/, 'its install script falls back to node-gyp');
     const toolchain = /apt-get install\b(?=.*--no-install-recommends)(?=.*\bpython3\b)(?=.*\bmake\b)(?=.*\bg\+\+)/;
-    const builders = stages.filter((s) => s.instructions.some((i) => i.op === 'RUN' && /\bnpm ci\b/.test(i.args)) && /^node:/.test(s.from));
-    assert.deepEqual(builders.map((s) => s.name).sort(), ['deps', 'deps-gpu']);
+    const builders = stages.filter((s) => s.instructions.some((i) => i.op === 'RUN' && /\bnpm ci\b/.test(i.args)));
+    assert.deepEqual(builders.map((s) => s.name).sort(), ['deps', 'deps-gpu', 'deps-train']);
     for (const s of builders) {
       const runs = s.instructions.filter((i) => i.op === 'RUN');
       const tools = runs.findIndex((i) => toolchain.test(i.args));
       assert.ok(tools >= 0 && tools < runs.findIndex((i) => /\bnpm ci\b/.test(i.args)), `${s.name} installs python3, make and g++ before npm ci`);
       assert.match(runs[tools]!.args, /rm -rf \/var\/lib\/apt\/lists/, `${s.name} cleans the apt lists`);
+      // node-gyp compiles against the headers of the very node that runs, not a download.
+      const env = s.instructions.filter((i) => i.op === 'ENV').map((i) => i.args).join(' ');
+      assert.match(env, /\bnpm_config_nodedir=\/usr\/local\b/, `${s.name} points node-gyp at /usr/local`);
+      const hasHeaders = /^node:/.test(baseImageOf(stages, s.name)) || s.instructions.some((i) => i.op === 'COPY' && i.refs.length > 0 && /^\/usr\/local\/include\/node\s/.test(i.args));
+      assert.ok(hasHeaders, `${s.name} has Node's headers under /usr/local/include/node`);
     }
     for (const t of [...TARGETS, 'train-gpu']) {
-      const stage = stages.find((s) => s.name === t) as Stage;
-      // Final images take node_modules with COPY --from, never a whole builder stage as their base.
-      assert.ok(!builders.some((b) => b.name === stage.from), `${t} is not built FROM a stage with compilers`);
-      for (const i of stage.instructions.filter((x) => x.op === 'RUN')) assert.doesNotMatch(i.args, /\b(g\+\+|gcc|build-essential|make)\b/, `${t} installs a compiler`);
+      // Final images take node_modules with COPY --from, never a builder stage as (part of) their base.
+      for (const stage of fromChain(t)) {
+        assert.ok(!builders.includes(stage), `${t} is built FROM ${stage.name}, a stage with compilers`);
+        for (const i of stage.instructions.filter((x) => x.op === 'RUN')) assert.doesNotMatch(i.args, /\b(g\+\+|gcc|build-essential|make)\b/, `${t} installs a compiler in ${stage.name}`);
+      }
     }
+  });
+
+  test('every FROM and --from names a stage defined above it or a full image reference', () => {
+    assert.deepEqual(stageReferenceProblems(stages), []);
+    // node-bin is used by the CUDA bases, so the order is what makes them buildable.
+    const nodeBin = stages.findIndex((s) => s.name === 'node-bin');
+    for (const user of ['gpu-base', 'train-base']) assert.ok(nodeBin >= 0 && nodeBin < stages.findIndex((s) => s.name === user), `node-bin comes before ${user}`);
+  });
+
+  test('every image loads native modules that npm ci installed on its own base image', () => {
+    assert.deepEqual(nativeModuleProblems(stages), []);
+    for (const t of [...TARGETS, 'train-gpu']) {
+      const copy = fromChain(t).flatMap((s) => s.instructions).find((i) => i.op === 'COPY' && i.refs.length > 0 && /node_modules\s/.test(i.args));
+      assert.ok(copy, `${t} copies node_modules from a stage`);
+      assert.equal(baseImageOf(stages, copy.refs[0] as string), baseImageOf(stages, t), `${t}'s node_modules`);
+    }
+  });
+
+  test('dockerfile-utils, the Dockerfile language server\'s linter, reports nothing', () => {
+    assert.deepEqual(lintProblems(dockerfile), []);
+  });
+
+  test('the stage graph, base image and lint checks fail on Dockerfiles that are broken that way', () => {
+    // node-bin moved after the stages that copy from it (the defect BuildKit fails on).
+    const nodeBin = /^FROM \$\{NODE_IMAGE\} AS node-bin\n/m;
+    assert.match(dockerfile, nodeBin);
+    const late = parseDockerfile(`${dockerfile.replace(nodeBin, '')}\nFROM \${NODE_IMAGE} AS node-bin\n`);
+    assert.ok(stageReferenceProblems(late).some((p) => /--from=node-bin names stage node-bin of line \d+, which is not defined above it/.test(p)), stageReferenceProblems(late).join('\n'));
+    const unknown = parseDockerfile(dockerfile.replace('COPY --from=app /app ./', 'COPY --from=application /app ./'));
+    assert.ok(stageReferenceProblems(unknown).some((p) => /--from=application names no stage/.test(p)));
+    const forwardFrom = parseDockerfile(dockerfile.replace('FROM gpu-base AS deps-gpu', 'FROM gpu AS deps-gpu'));
+    assert.ok(stageReferenceProblems(forwardFrom).some((p) => /FROM gpu names stage gpu/.test(p)));
+    assert.deepEqual(stageReferenceProblems(parseDockerfile(dockerfile.replace('COPY --from=app /app ./', 'COPY --from=busybox:1.36 /bin/sh /bin/sh'))), []);
+    assert.ok(isFullImageReference('nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04') && isFullImageReference('registry.example:5000/team/node@sha256:' + 'a'.repeat(64)));
+    assert.ok(!isFullImageReference('node-bin') && !isFullImageReference('registry.example:5000/node'));
+    // The gpu image's node_modules installed on the node image again (the glibc mismatch).
+    const debianDeps = parseDockerfile(dockerfile.replace('FROM gpu-base AS deps-gpu', 'FROM ${NODE_IMAGE} AS deps-gpu'));
+    assert.ok(nativeModuleProblems(debianDeps).some((p) => /gpu runs on nvidia\/cuda:.*ubuntu22\.04 but takes node_modules from deps-gpu, installed on node:20/.test(p)), nativeModuleProblems(debianDeps).join('\n'));
+    assert.ok(lintProblems(dockerfile.replace('EXPOSE 8080', 'EXPOSE http')).some((p) => /Invalid containerPort: http/.test(p)));
+    assert.ok(lintProblems(dockerfile.replace('COPY --from=app', 'COPY --form=app')).some((p) => /Unknown flag: form/.test(p)));
   });
 
   test('.dockerignore keeps local environments, data and non-runtime code out of the build context', () => {

@@ -1,39 +1,110 @@
 /**
- * Shared by the Dockerfile and training tests: a small Dockerfile parser (stages, the stages a
- * target is built from, what its COPY instructions take from the build context), .dockerignore
- * matching, and the local import graph of an entry file.
+ * Shared by the Dockerfile and training tests: the Dockerfile read with a real parser
+ * (dockerfile-ast, the parser of the Dockerfile language server) into stages, the stage graph and
+ * base-image checks no Docker engine is needed for, the linter's diagnostics (dockerfile-utils),
+ * what COPY instructions take from the build context, .dockerignore matching, and the local import
+ * graph of an entry file.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { DockerfileParser, From, ModifiableInstruction } from 'dockerfile-ast';
+import { validate } from 'dockerfile-utils';
 import { REPO_ROOT } from '../../src/config.js';
 
-export interface Instruction { op: string; args: string }
-export interface Stage { name: string; from: string; instructions: Instruction[] }
+/** refs: the stages or images this instruction reads from (COPY --from=…, RUN --mount=…,from=…). */
+export interface Instruction { op: string; args: string; line: number; refs: string[] }
+export interface Stage { name: string; from: string; line: number; instructions: Instruction[] }
 
-/** Dockerfile → stages (line continuations joined, comments dropped, global ARG defaults substituted in FROM). */
+const flagRefs = (i: unknown): string[] => (i instanceof ModifiableInstruction ? i.getFlags() : []).flatMap((f) => {
+  if (f.getName() === 'from') return [f.getValue() ?? ''];
+  const from = f.getName() === 'mount' ? f.getOption('from')?.getValue() : undefined;
+  return from ? [from] : [];
+});
+
+/** Dockerfile → stages (1-based lines; global ARG defaults substituted in FROM, as the builder does). */
 export function parseDockerfile(text: string): Stage[] {
-  const lines = text.replace(/\\\r?\n/g, ' ').split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-  const globalArgs: Record<string, string> = {};
+  const dockerfile = DockerfileParser.parse(text);
+  const globalArgs = new Map(dockerfile.getInitialARGs().flatMap((a) => {
+    const p = a.getProperty();
+    return p ? [[p.getName(), p.getValue() ?? ''] as const] : [];
+  }));
   const stages: Stage[] = [];
-  for (const line of lines) {
-    const [, op = '', args = ''] = /^(\S+)\s*(.*)$/.exec(line) ?? [];
-    const upper = op.toUpperCase();
-    if (upper === 'FROM') {
-      const m = /^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$/i.exec(args);
-      assert.ok(m, `cannot parse FROM ${args}`);
-      const from = (m[1] as string).replace(/\$\{?(\w+)\}?/g, (_, v: string) => globalArgs[v] ?? '');
-      stages.push({ name: m[2] ?? String(stages.length), from, instructions: [] });
-    } else if (stages.length === 0) {
-      if (upper === 'ARG') {
-        const [k, v = ''] = args.split('=', 2);
-        globalArgs[k as string] = v;
-      }
-    } else {
-      (stages.at(-1) as Stage).instructions.push({ op: upper, args });
+  for (const i of dockerfile.getInstructions()) {
+    const op = i.getKeyword().toUpperCase();
+    const line = i.getRange().start.line + 1;
+    if (i instanceof From) {
+      const from = (i.getImage() ?? '').replace(/\$\{?(\w+)\}?/g, (_, v: string) => globalArgs.get(v) ?? '');
+      stages.push({ name: i.getBuildStage()?.toLowerCase() ?? String(stages.length), from, line, instructions: [] });
+    } else if (stages.length > 0) {
+      (stages.at(-1) as Stage).instructions.push({ op, args: i.getArgumentsContent() ?? '', line, refs: flagRefs(i) });
     }
   }
   return stages;
+}
+
+/** An image a builder can pull as written: name[:tag][@digest] with a tag or a digest, not a bare name. */
+export function isFullImageReference(ref: string): boolean {
+  const m = /^((?:[a-z0-9.-]+(?::\d+)?\/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*)(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?$/.exec(ref);
+  return Boolean(m && (m[2] || m[3]));
+}
+
+const stageIndex = (stages: Stage[], ref: string) => (/^\d+$/.test(ref) ? Number(ref) : stages.findIndex((s) => s.name === ref.toLowerCase()));
+
+/**
+ * Every FROM and --from must name a stage defined above it or a full image reference: a builder
+ * resolves names against the stages read so far, so a later stage's name is pulled as an image
+ * (moby/buildkit#4155) and the build fails, or worse, builds on whatever that name is.
+ */
+export function stageReferenceProblems(stages: Stage[]): string[] {
+  const problems: string[] = [];
+  stages.forEach((stage, index) => {
+    const refs = [{ ref: stage.from, what: `FROM ${stage.from || '(empty)'}`, line: stage.line },
+      ...stage.instructions.flatMap((i) => i.refs.map((ref) => ({ ref, what: `${i.op} --from=${ref}`, line: i.line })))];
+    for (const { ref, what, line } of refs) {
+      const at = stageIndex(stages, ref);
+      const target = stages[at];
+      if (at >= index) problems.push(`line ${line}: ${what} names ${target ? `stage ${target.name} of line ${target.line}` : `stage #${at}`}, which is not defined above it`);
+      else if (at < 0 && ref !== 'scratch' && !isFullImageReference(ref)) problems.push(`line ${line}: ${what} names no stage defined above it and is no full image reference (name:tag or name@digest)`);
+    }
+  });
+  return problems;
+}
+
+/** A COPY's sources and destination, without its flags. */
+const copyOperands = (i: Instruction) => i.args.split(/\s+/).filter((a) => a && !a.startsWith('--'));
+
+/** The image a stage is ultimately built on, following FROM through earlier stages. */
+export function baseImageOf(stages: Stage[], name: string): string {
+  let stage = stages.find((s) => s.name === name);
+  const seen = new Set<Stage>();
+  while (stage && !seen.has(stage)) {
+    seen.add(stage);
+    const parent = stages[stageIndex(stages, stage.from)];
+    if (!parent || stages.indexOf(parent) >= stages.indexOf(stage)) return stage.from;
+    stage = parent;
+  }
+  return name;
+}
+
+/**
+ * Native addons (better-sqlite3, onnxruntime-node, sharp) are compiled or picked for the libc of the
+ * system npm ci ran on: every stage that copies node_modules from another stage must be built on the
+ * same base image as that stage.
+ */
+export function nativeModuleProblems(stages: Stage[]): string[] {
+  return stages.flatMap((stage) => stage.instructions
+    .filter((i) => i.op === 'COPY' && i.refs.length > 0 && copyOperands(i).slice(0, -1).some((src) => /(^|\/)node_modules\/?$/.test(src)))
+    .flatMap((i) => {
+      const from = i.refs[0] as string;
+      const [runs, built] = [baseImageOf(stages, stage.name), baseImageOf(stages, from)];
+      return runs === built ? [] : [`line ${i.line}: ${stage.name} runs on ${runs} but takes node_modules from ${from}, installed on ${built}`];
+    }));
+}
+
+/** dockerfile-utils' diagnostics (unknown instructions or flags, bad ports or durations, duplicate stage names …). */
+export function lintProblems(text: string): string[] {
+  return validate(text).map((d) => `line ${d.range.start.line + 1}: ${d.message}`);
 }
 
 /** The stage and every stage it copies from or builds on, transitively. */
@@ -44,10 +115,7 @@ export function lineage(stages: Stage[], name: string): Stage[] {
     if (!s || out.includes(s)) return;
     out.push(s);
     visit(s.from);
-    for (const i of s.instructions) {
-      const m = /--from=(\S+)/.exec(i.args);
-      if (i.op === 'COPY' && m) visit(m[1] as string);
-    }
+    for (const i of s.instructions) for (const ref of i.refs) visit(ref);
   };
   visit(name);
   return out;
@@ -55,8 +123,8 @@ export function lineage(stages: Stage[], name: string): Stage[] {
 
 /** Build-context sources of the COPY instructions (without --from) of these stages. */
 export function copySources(stages: Stage[]): string[] {
-  return stages.flatMap((s) => s.instructions.filter((i) => i.op === 'COPY' && !i.args.includes('--from='))
-    .flatMap((i) => i.args.split(/\s+/).filter((a) => !a.startsWith('--')).slice(0, -1)));
+  return stages.flatMap((s) => s.instructions.filter((i) => i.op === 'COPY' && i.refs.length === 0)
+    .flatMap((i) => copyOperands(i).slice(0, -1)));
 }
 
 export const globToRegExp = (glob: string) => new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*\//g, '(?:.*/)?').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);

@@ -180,6 +180,10 @@ describe('Dockerfile', () => {
     assert.ok(builder, 'a stage of the gpu target sets ONNXRUNTIME_NODE_INSTALL=cuda12');
     assert.ok(builder.instructions.some((i) => i.op === 'RUN' && /npm ci/.test(i.args) && /script\/install/.test(i.args)), 'and runs the install script');
     assert.ok(!lineage(stages, 'cpu').includes(builder), 'the cpu target does not pull CUDA binaries');
+    // The other npm ci stages switch the download off themselves: .npmrc does not (npm warns on the key).
+    for (const s of stages.filter((x) => x !== builder && x.instructions.some((i) => i.op === 'RUN' && /\bnpm ci\b/.test(i.args)))) {
+      assert.match(s.instructions.filter((i) => i.op === 'ENV').map((i) => i.args).join(' '), /\bONNXRUNTIME_NODE_INSTALL=skip\b/, `${s.name} skips the CUDA download`);
+    }
     assert.match(dockerfile, /ARG WITH_TENSORRT=false/);
   });
 

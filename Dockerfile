@@ -56,7 +56,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json .npmrc ./
 # onnxruntime-node's CPU binaries ship in the package; skip stops its install script from
-# downloading the CUDA ones.
+# downloading the CUDA ones (the node image's npm 10 runs it despite package.json's allowScripts).
 ENV ONNXRUNTIME_NODE_INSTALL=skip npm_config_nodedir=/usr/local
 RUN npm ci --omit=dev --no-audit --no-fund
 
@@ -85,7 +85,8 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm
 COPY package.json package-lock.json .npmrc ./
 # onnxruntime-node's install script (script/install.js, via install-utils.js) reads
 # ONNXRUNTIME_NODE_INSTALL. The script is also run explicitly, so the CUDA 12 EP binaries are
-# fetched even if the npm in use does not run install scripts; it fails the build if they cannot be.
+# fetched even where npm does not run it (npm 11 honours package.json's allowScripts, which denies
+# it); it fails the build if they cannot be.
 ENV ONNXRUNTIME_NODE_INSTALL=cuda12 npm_config_nodedir=/usr/local
 RUN npm ci --omit=dev --no-audit --no-fund \
  && cd node_modules/onnxruntime-node && node script/install.js \

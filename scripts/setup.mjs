@@ -3,10 +3,11 @@
 // it fails, what to do about it. Plain JavaScript with no imports beyond Node's own: it runs before
 // node_modules exists. Extra arguments go to npm ci (e.g. `npm run setup -- --omit=dev`).
 //
-// - onnxruntime-node's install script downloads its CUDA 12 binaries (hundreds of MB, from NuGet)
-//   unless ONNXRUNTIME_NODE_INSTALL=skip; its CPU binaries ship in the package, and the gpu image
-//   asks for CUDA itself. The variable, not a .npmrc key: npm warns on every command about keys it
-//   does not know.
+// - onnxruntime-node's install script only downloads its CUDA 12 binaries (hundreds of MB, from
+//   NuGet); its CPU binaries ship in the package, and the gpu image runs the script itself. npm 11
+//   skips it (package.json allowScripts denies it); npm 10, which Node 20 comes with, runs it, and
+//   then ONNXRUNTIME_NODE_INSTALL=skip stops it. The variable, not a .npmrc key: npm warns on every
+//   command about keys it does not know.
 // - better-sqlite3 compiles from source when its prebuilt binary cannot be downloaded; node-gyp then
 //   downloads Node's headers unless npm_config_nodedir points at a copy. Official Node builds, the
 //   node images and Debian's nodejs carry them next to the binary (<prefix>/include/node): use those.
@@ -46,7 +47,8 @@ setup: npm ci failed (${result.error?.message ?? `exit ${status}`}). On a machin
  - better-sqlite3 (the review console's database) found no prebuilt binary to download and compiled from source.
 ${headerAdvice}
  - onnxruntime-node tried to download its CUDA binaries: keep ONNXRUNTIME_NODE_INSTALL=skip (the default
-   here) unless you want the CUDA execution provider (=cuda12, which needs NuGet).
+   here). For the CUDA execution provider, after the install: ONNXRUNTIME_NODE_INSTALL=cuda12 node
+   node_modules/onnxruntime-node/script/install.js (needs NuGet).
 The command was: ${command}`);
 }
 process.exit(status);

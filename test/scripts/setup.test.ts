@@ -113,5 +113,8 @@ describe('installing this project', () => {
     const output = `${r.stdout}\n${r.stderr}`;
     assert.doesNotMatch(output, /EBADENGINE/, 'a locked package does not support this Node');
     assert.doesNotMatch(output, /Unknown (project|env|cli) config/, '.npmrc or the environment holds a key npm does not know');
+    // What the .npmrc key used to do: npm 11 skips onnxruntime-node's CUDA download (npm 10 gets the variable from setup).
+    const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { allowScripts?: Record<string, boolean> };
+    assert.equal(pkg.allowScripts?.['onnxruntime-node'], false);
   });
 });

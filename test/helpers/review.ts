@@ -1,10 +1,12 @@
 /**
- * Flagged decisions (images.flagged/v1) exactly as the screening pipeline writes them — decisionOf()
- * of a crawled input and a screen result — for review-console tests and the console's load test.
+ * Flagged decisions (images.flagged/v1) exactly as the screening pipeline writes them — its own
+ * decisionsOf() of a crawled input and a screen result — for review-console tests and the console's
+ * load test.
  */
 import { createHash } from 'node:crypto';
 import type { ScreenResult } from '../../src/screening/service.js';
-import { CRAWLED_SCHEMA, decisionOf, FLAGGED_SCHEMA, type CrawledImage, type Decision } from '../../src/contracts/index.js';
+import { CRAWLED_SCHEMA, type CrawledImage, type Decision } from '../../src/contracts/index.js';
+import { decisionsOf } from '../../src/transport/kafka/pipeline.js';
 
 let counter = 0;
 const RUN = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -14,7 +16,7 @@ export interface FlaggedOptions {
   platform?: string;
   title?: string;
   decidedAt?: string;
-  /** null: the photo came inline (imageBase64), so the flag has no URL. */
+  /** null: the photo came inline (imageBase64), so the flag has no URL and carries those bytes. */
   imageUrl?: string | null;
   /** [label, score, threshold] per flag reason. */
   reasons?: Array<[string, number, number]>;
@@ -45,5 +47,6 @@ export function flaggedMessage(o: FlaggedOptions = {}): Decision {
     cached: false,
     timings: { fetchMs: 12, preprocessMs: 3, queueMs: 1, inferenceMs: 40, totalMs: 56 },
   };
-  return { ...decisionOf(input, result, decidedAt), schema: FLAGGED_SCHEMA };
+  const topics = { results: 'screened', review: 'flagged' };
+  return decisionsOf(input, result, topics, decidedAt).find((r) => r.topic === topics.review)!.decision;
 }

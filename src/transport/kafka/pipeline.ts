@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { Kafka, type Admin, type Consumer, type EachBatchPayload, type KafkaMessage, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { ServiceConfig } from '../../config.js';
-import { deadLetterKey, deadLetterOf, decisionOf, encodeDecision, flaggedOf, parseCrawled, serializedBytes, type CrawledImage, type Omission } from '../../contracts/index.js';
+import { deadLetterKey, deadLetterOf, decisionOf, encodeDecision, flaggedOf, parseCrawled, serializedBytes, type CrawledImage, type Decision, type Omission } from '../../contracts/index.js';
 import { isScreeningError, type ErrorCode } from '../../errors.js';
 import type { ScreeningService, ScreenResult } from '../../screening/service.js';
 import { createKafkaClient, durableConsumer, idempotentProducer, isRecordRefused, sendBounded, type OutgoingRecord } from './client.js';
@@ -70,6 +70,17 @@ function restartable(err: unknown): unknown {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The decisions one screened message becomes, in the order they are produced: the decision for the
+ * results topic and, when flagged, the flag for the review topic. Exported so the console's tests
+ * build their flags with this assembly rather than a copy of it.
+ */
+export function decisionsOf(input: CrawledImage, result: ScreenResult, topics: Pick<KafkaSettings['topics'], 'results' | 'review'>, decidedAt: Date): Array<{ topic: string; decision: Decision }> {
+  const decision = decisionOf(input, result, decidedAt);
+  // An inline photo exists nowhere else: the flag carries it to the analysts' console.
+  return [{ topic: topics.results, decision }, ...(result.flagged ? [{ topic: topics.review, decision: flaggedOf(decision, input.imageBase64) }] : [])];
+}
 
 class Pipeline extends EventEmitter implements KafkaPipeline {
   private readonly kafka: Kafka;
@@ -321,10 +332,7 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
       }
     }
     // From here on nothing is retried: building records is deterministic and would fail again.
-    const t = this.settings.topics;
-    const decision = decisionOf(input, result, new Date());
-    // An inline photo exists nowhere else: the flag carries it to the analysts' console.
-    const records = [{ topic: t.results, decision }, ...(result.flagged ? [{ topic: t.review, decision: flaggedOf(decision, input.imageBase64) }] : [])];
+    const records = decisionsOf(input, result, this.settings.topics, new Date());
     const encode = (maxBytes: number): OutgoingRecord[] | Failure => {
       const outputs: OutgoingRecord[] = [];
       for (const record of records) {
@@ -337,7 +345,7 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     };
     const outputs = encode(this.settings.maxRecordBytes);
     if (!Array.isArray(outputs)) return dead(outputs);
-    return { outputs, shrink: encode, outcome: result.flagged ? 'flagged' : 'screened', crawlToDecisionMs: decision.timings.crawlToDecisionMs };
+    return { outputs, shrink: encode, outcome: result.flagged ? 'flagged' : 'screened', crawlToDecisionMs: records[0]!.decision.timings.crawlToDecisionMs };
   }
 
   async stop(): Promise<void> {

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { createReviewMetrics } from '../../../src/metrics.js';
 import { openReviewDb, type ReviewDb } from '../../../src/review/db.js';
 import { createReviewStore, type ReviewStore } from '../../../src/review/store.js';
-import { parseFlagged, parseReviewDecision, type Decision } from '../../../src/contracts/index.js';
+import { encodeDecision, parseFlagged, parseReviewDecision, type Decision } from '../../../src/contracts/index.js';
 import { createReviewFeed, type ReviewFeed, type ReviewFeedEvents, type ReviewFeedOptions } from '../../../src/transport/kafka/review-feed.js';
 import { collect, createTopics, publish } from '../../../src/transport/kafka/tools.js';
 import { flaggedMessage } from '../../helpers/review.js';
@@ -312,11 +312,18 @@ describe('flagged decision messages (images.flagged/v1)', () => {
     return (r as { reason: string }).reason;
   };
 
-  test('a message built by decisionOf, as the pipeline sends it, is accepted unchanged', () => {
-    const message = flagged(1);
-    const r = parseFlagged(value(message));
-    assert.ok(r.ok, JSON.stringify(r));
-    assert.deepEqual(r.message, message);
+  test('a flag built by the pipeline\'s own assembly and encoding is accepted unchanged, with a photo URL or the photo inline', () => {
+    for (const imageUrl of [undefined, null]) {
+      // flaggedMessage() runs the pipeline's decisionsOf(); encodeDecision() is what the pipeline sends.
+      const message = flaggedMessage({ imageUrl });
+      const encoded = encodeDecision(message, 1024 * 1024);
+      assert.ok(encoded.ok, JSON.stringify(encoded));
+      assert.equal(message.schema, 'images.flagged/v1');
+      assert.equal(message.image.base64, imageUrl === null ? 'AA==' : undefined, 'an inline photo rides along with its flag');
+      const r = parseFlagged(Buffer.from(encoded.value));
+      assert.ok(r.ok, JSON.stringify(r));
+      assert.deepEqual(r.message, message);
+    }
   });
 
   test('unknown fields at the top level and in timings are accepted, for newer producers', () => {

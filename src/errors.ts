@@ -29,7 +29,7 @@ export const ERROR_CATALOGUE = {
   REQUEST_MISSING_IMAGE: { status: 400, retriable: false, message: 'No image in the request: send multipart field "image", a raw image/* body, or JSON {"url"} / {"imageBase64"}.' },
   REQUEST_INVALID_JSON: { status: 400, retriable: false, message: 'The request body is not valid JSON of the documented shape.' },
   REQUEST_MALFORMED_MULTIPART: { status: 400, retriable: false, message: 'The multipart body is malformed.' },
-  REQUEST_UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false, message: 'Unsupported Content-Type: use multipart/form-data, image/*, or application/json.' },
+  REQUEST_UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false, message: 'Unsupported Content-Type for this route.' },
   REQUEST_BODY_TOO_LARGE: { status: 413, retriable: false, message: 'The request body is larger than the limit.' },
   BATCH_TOO_LARGE: { status: 413, retriable: false, message: 'Too many images in one batch request.' },
   BATCH_EMPTY: { status: 400, retriable: false, message: 'The batch request holds no images.' },

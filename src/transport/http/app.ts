@@ -154,7 +154,10 @@ export function toScreeningError(err: unknown): ScreeningError {
     return new ScreeningError(MULTER_CODES[e.code]!, detail, { cause: err });
   }
   const message = e.message ?? '';
-  const busboy = BUSBOY_MESSAGES[message] ?? (message.startsWith('Unsupported content type:') ? 'REQUEST_UNSUPPORTED_MEDIA_TYPE' : undefined);
+  const unsupportedType = /^Unsupported content type: (.*)$/.exec(message);
+  // The catalogue message already says the type is unsupported; the detail only names it.
+  if (unsupportedType) return new ScreeningError('REQUEST_UNSUPPORTED_MEDIA_TYPE', `Got ${unsupportedType[1]!.slice(0, 200)}.`, { cause: err });
+  const busboy = BUSBOY_MESSAGES[message];
   if (busboy) return new ScreeningError(busboy, busboy === 'REQUEST_ABORTED' ? undefined : `${message}.`, { cause: err });
   if (e.status === 400) return new ScreeningError('REQUEST_INVALID_JSON', undefined, { cause: err });
   return new ScreeningError('INTERNAL', undefined, { cause: err });
@@ -263,7 +266,10 @@ export function createApp({ service, config, metrics, logger, readiness, admissi
   });
 
   type Parsers = Partial<Record<'multipart' | 'image' | 'json', { parse: RequestHandler; handle: (req: Request) => Promise<unknown> }>>;
-  /** Picks the body parser by Content-Type, runs it, and answers with the handler's JSON. */
+  /**
+   * Picks the body parser by Content-Type, runs it, and answers with the handler's JSON.
+   * `unsupported` lists the route's own types: the catalogue message cannot, since routes differ.
+   */
   const byContentType = (parsers: Parsers, unsupported: string): RequestHandler => (req, res, next) => {
     const type = req.get('content-type') ?? '';
     const kind = type.startsWith('multipart/form-data') ? 'multipart' : type.startsWith('image/') ? 'image' : type.startsWith('application/json') ? 'json' : undefined;

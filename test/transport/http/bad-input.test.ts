@@ -9,6 +9,8 @@ interface Case {
   name: string;
   status: number;
   code: keyof typeof ERROR_CATALOGUE;
+  /** The exact message, where its wording is part of the contract (e.g. said once, not twice). */
+  message?: string;
   path?: string;
   request: () => Promise<{ body: BodyInit; headers?: Record<string, string> }>;
 }
@@ -35,8 +37,8 @@ const cases: Case[] = [
   { name: 'a 60000×60000 decompression bomb', status: 422, code: 'IMAGE_TOO_MANY_PIXELS', request: raw(pngHeaderOnly(60000, 60000), 'image/png') },
   { name: 'a 100-megapixel image', status: 422, code: 'IMAGE_TOO_MANY_PIXELS', request: raw(pngHeaderOnly(12500, 8000), 'image/png') },
   { name: 'a 4×4 image', status: 422, code: 'IMAGE_TOO_SMALL', request: async () => raw(await pngOf(4, 4), 'image/png')() },
-  { name: 'a text/plain body', status: 415, code: 'REQUEST_UNSUPPORTED_MEDIA_TYPE', request: async () => ({ body: 'hello', headers: { 'content-type': 'text/plain' } }) },
-  { name: 'no content type', status: 415, code: 'REQUEST_UNSUPPORTED_MEDIA_TYPE', request: async () => ({ body: new Uint8Array([1, 2, 3]), headers: { 'content-type': '' } }) },
+  { name: 'a text/plain body', status: 415, code: 'REQUEST_UNSUPPORTED_MEDIA_TYPE', message: 'Unsupported Content-Type for this route. Got text/plain. Use multipart/form-data, image/*, or application/json.', request: async () => ({ body: 'hello', headers: { 'content-type': 'text/plain; charset=utf-8' } }) },
+  { name: 'no content type', status: 415, code: 'REQUEST_UNSUPPORTED_MEDIA_TYPE', message: 'Unsupported Content-Type for this route. No Content-Type header. Use multipart/form-data, image/*, or application/json.', request: async () => ({ body: new Uint8Array([1, 2, 3]), headers: { 'content-type': '' } }) },
   { name: 'malformed multipart', status: 400, code: 'REQUEST_MALFORMED_MULTIPART', request: async () => ({ body: `--${BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\nabc`, headers: { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` } }) },
   { name: 'multipart with the wrong field name', status: 400, code: 'REQUEST_MISSING_IMAGE', request: async () => form('photo', await jpegOf())() },
   { name: 'multipart with a text field and no file', status: 400, code: 'REQUEST_MISSING_IMAGE', request: form('image', null) },
@@ -61,6 +63,7 @@ const cases: Case[] = [
   { name: 'a batch over the item limit', status: 413, code: 'BATCH_TOO_LARGE', path: '/v1/screen/batch', request: json({ items: Array.from({ length: 5 }, () => ({ url: 'https://example.org/a.jpg' })) }) },
   { name: 'an empty batch', status: 400, code: 'BATCH_EMPTY', path: '/v1/screen/batch', request: json({ items: [] }) },
   { name: 'a batch body without items', status: 400, code: 'REQUEST_INVALID_JSON', path: '/v1/screen/batch', request: json({ images: [] }) },
+  { name: 'a raw image body to the batch route', status: 415, code: 'REQUEST_UNSUPPORTED_MEDIA_TYPE', message: 'Unsupported Content-Type for this route. Got image/jpeg. Use multipart/form-data (field "images") or application/json.', path: '/v1/screen/batch', request: raw(new Uint8Array([0xff, 0xd8, 0xff])) },
   { name: 'an unknown route', status: 404, code: 'NOT_FOUND', path: '/v1/screenz', request: json({}) },
 ];
 
@@ -86,6 +89,7 @@ describe('bad input: every kind gets its status and stable code, and the service
       assert.equal(res.status, c.status);
       assert.equal(ERROR_CATALOGUE[c.code].status, c.status, 'status comes from the catalogue');
       assert.ok(payload.error.message.length > 0);
+      if (c.message !== undefined) assert.equal(payload.error.message, c.message);
       assert.equal(payload.error.requestId, res.headers.get('x-request-id'));
     });
   }

@@ -1,6 +1,9 @@
 /** Image bytes for tests, generated with sharp (no files from ../shared). */
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import zlib from 'node:zlib';
 import sharp from 'sharp';
+import { REPO_ROOT } from '../../src/config.js';
 import { drawImage, seededRandom } from './synthetic.js';
 
 export async function jpegOf(kind = 'striped_skin', width = 120, height = 96, seed = 1): Promise<Buffer> {
@@ -30,4 +33,10 @@ export function pngHeaderOnly(width: number, height: number): Buffer {
   ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, deflate, no filter, no interlace
   const rows = zlib.deflateSync(Buffer.alloc((width * 3 + 1) * 2));
   return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', rows), chunk('IEND', Buffer.alloc(0))]);
+}
+
+/** The Met Museum photos in test/fixtures/met (flagged and unflagged ivory look-alikes), in name order. */
+export async function metPhotos(): Promise<Buffer[]> {
+  const dir = path.join(REPO_ROOT, 'test', 'fixtures', 'met');
+  return Promise.all((await readdir(dir)).filter((f) => f.endsWith('.jpg')).sort().map((f) => readFile(path.join(dir, f))));
 }

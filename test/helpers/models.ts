@@ -31,3 +31,26 @@ export async function copyModel(from: string, to: string, variant: Variant = {})
   await writeManifest(to, manifest);
   return to;
 }
+
+export interface ThresholdsAtZero {
+  /** models.thresholds: every trade-relevant label of each model at 0, so each one is a flag reason. */
+  thresholds: Record<string, Record<string, number>>;
+  /** Whether the models' own thresholds flag a photo, read off the reasons given under `thresholds`. */
+  ownFlag(reasons: ReadonlyArray<{ classifier: string; label: string; score: number }>): boolean;
+}
+
+/** An override under which every photo is flagged, with what the models themselves would have said. */
+export async function thresholdsAtZero(dirs: readonly string[]): Promise<ThresholdsAtZero> {
+  const thresholds: ThresholdsAtZero['thresholds'] = {};
+  const own = new Map<string, number>();
+  for (const dir of dirs) {
+    const manifest = await readManifest(dir);
+    thresholds[manifest.name] = {};
+    for (const label of manifest.labels) {
+      if (!label.trade_relevant) continue;
+      thresholds[manifest.name]![label.name] = 0;
+      own.set(`${manifest.name}/${label.name}`, label.threshold!);
+    }
+  }
+  return { thresholds, ownFlag: (reasons) => reasons.some((r) => r.score >= own.get(`${r.classifier}/${r.label}`)!) };
+}

@@ -3,7 +3,7 @@
  * last, both real ONNX sessions. Bands of "every score" and "no score" make who decides certain.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +13,8 @@ import { createMetrics } from '../../src/metrics.js';
 import { openSessionCount } from '../../src/model/engine.js';
 import { readManifest } from '../../src/model/manifest.js';
 import { createScreeningService, type ScreeningService } from '../../src/screening/service.js';
+import { metPhotos } from '../helpers/images.js';
+import { thresholdsAtZero } from '../helpers/models.js';
 
 const SMALL = path.join(REPO_ROOT, 'models', 'wildlife-efficientnet-lite0');
 const BIG = path.join(REPO_ROOT, 'models', 'wildlife-resnet50vd');
@@ -23,20 +25,21 @@ async function names() {
   return { small: (await readManifest(SMALL)).name, big: (await readManifest(BIG)).name };
 }
 
-async function cascadeService(band: { from: number; below: number }, env: NodeJS.ProcessEnv = {}, dirs = [SMALL, BIG]): Promise<ScreeningService> {
+async function cascadeService(band: { from: number; below: number }, env: NodeJS.ProcessEnv = {}, dirs = [SMALL, BIG], thresholds = {}): Promise<ScreeningService> {
   const { small, big } = await names();
   const config = loadConfig({ LOG_LEVEL: 'silent', ...env }, {
-    models: { directories: dirs, intraOpThreads: 2 },
+    models: { directories: dirs, intraOpThreads: 2, thresholds },
     cascade: { stages: [{ model: small, escalate: band }, { model: big }] },
   });
   return createScreeningService(config);
 }
 
 describe('a two-stage cascade in the service', () => {
+  let photos: Buffer[];
   let photo: Buffer;
   before(async () => {
-    const met = path.join(REPO_ROOT, 'test', 'fixtures', 'met');
-    photo = await readFile(path.join(met, (await readdir(met)).filter((f) => f.endsWith('.jpg')).sort()[0]!));
+    photos = await metPhotos();
+    photo = photos[0]!;
   });
   after(() => assert.equal(openSessionCount(), 0, 'every session released'));
 
@@ -68,6 +71,24 @@ describe('a two-stage cascade in the service', () => {
       const result = await service.screen({ bytes: photo, source: 'http' });
       assert.deepEqual(result.cascade, { mode: 'on', ran: [small], decidedBy: small });
       assert.deepEqual(result.classifiers.map((c) => c.name), [small]);
+    } finally {
+      await service.close();
+    }
+  });
+
+  test('threshold overrides in the config apply to the stage that decides: a photo its own thresholds pass is flagged at 0', async () => {
+    const { big } = await names();
+    const { thresholds, ownFlag } = await thresholdsAtZero([SMALL, BIG]);
+    const service = await cascadeService(EVERY, {}, [SMALL, BIG], thresholds);
+    try {
+      const results = [];
+      for (const bytes of photos) results.push(await service.screen({ bytes, source: 'http' }));
+      for (const r of results) {
+        assert.equal(r.cascade?.decidedBy, big);
+        assert.equal(r.flagged, true);
+        assert.deepEqual(r.reasons.map((x) => `${x.classifier}/${x.label}@${x.threshold}`).sort(), Object.keys(thresholds[big]!).map((label) => `${big}/${label}@0`).sort());
+      }
+      assert.ok(results.some((r) => !ownFlag(r.reasons)), 'some Met photo is flagged only because of the override');
     } finally {
       await service.close();
     }

@@ -8,7 +8,8 @@ import { loadConfig } from '../../src/config.js';
 import { isScreeningError } from '../../src/errors.js';
 import { openSessionCount } from '../../src/model/engine.js';
 import { createScreeningService, type ScreeningService } from '../../src/screening/service.js';
-import { jpegOf } from '../helpers/images.js';
+import { jpegOf, metPhotos } from '../helpers/images.js';
+import { thresholdsAtZero } from '../helpers/models.js';
 import { TEST_MODEL_DIRS } from '../helpers/server.js';
 
 const configWith = (directories: string[], cacheEntries = 1000) => loadConfig({ LOG_LEVEL: 'silent' }, {
@@ -89,5 +90,28 @@ describe('resource use', () => {
     const counters = sharp.counters();
     assert.equal(counters.queue + counters.process, 0);
     assert.deepEqual(service.queueDepth(), { interactive: 0, bulk: 0 });
+  });
+});
+
+describe('threshold overrides (models.thresholds)', () => {
+  test('an override in the config decides the service\'s answer: a photo the model\'s own thresholds pass is flagged at 0', async () => {
+    const photos = await metPhotos();
+    const { thresholds, ownFlag } = await thresholdsAtZero(TEST_MODEL_DIRS);
+    const service = await createScreeningService(loadConfig({ LOG_LEVEL: 'silent' }, {
+      models: { directories: TEST_MODEL_DIRS, intraOpThreads: 2, thresholds },
+      cache: { maxEntries: 0 },
+    }));
+    try {
+      const results = [];
+      for (const bytes of photos) results.push(await service.screen({ bytes, source: 'http' }));
+      const every = Object.entries(thresholds).flatMap(([model, labels]) => Object.keys(labels).map((label) => `${model}/${label}@0`)).sort();
+      for (const r of results) {
+        assert.equal(r.flagged, true);
+        assert.deepEqual(r.reasons.map((x) => `${x.classifier}/${x.label}@${x.threshold}`).sort(), every, 'every trade-relevant label is a reason, at the overridden threshold');
+      }
+      assert.ok(results.some((r) => !ownFlag(r.reasons)), 'some Met photo is flagged only because of the override');
+    } finally {
+      await service.close();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, readdir, rm, symlink, unlink } from 'node:fs/promises';
+import { cp, mkdtemp, rm, symlink, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,12 +8,11 @@ import { isScreeningError } from '../../src/errors.js';
 import { openSessionCount } from '../../src/model/engine.js';
 import { readManifest, writeManifest } from '../../src/model/manifest.js';
 import { createScreeningService, type ScreeningEvents, type ScreeningService, type ScreenResult } from '../../src/screening/service.js';
-import { jpegOf } from '../helpers/images.js';
+import { jpegOf, metPhotos } from '../helpers/images.js';
 import { until } from '../helpers/wait.js';
-import { copyModel } from '../helpers/models.js';
+import { copyModel, thresholdsAtZero } from '../helpers/models.js';
 import { TEST_MODEL_DIRS } from '../helpers/server.js';
 
-const MET = path.join(REPO_ROOT, 'test', 'fixtures', 'met');
 type Overrides = { [K in keyof ServiceConfig]?: Partial<ServiceConfig[K]> };
 
 const configWith = (overrides: Overrides) => loadConfig({ LOG_LEVEL: 'silent' }, {
@@ -65,7 +64,7 @@ describe('shadow mode on live traffic', () => {
       low: await copyModel(source, path.join(tmp, 'low'), { threshold: 0.0001, version: '1.0.1-low' }),
       high: await copyModel(source, path.join(tmp, 'high'), { threshold: 1, version: '1.0.1-high' }),
     };
-    photos = await Promise.all((await readdir(MET)).filter((f) => f.endsWith('.jpg')).sort().map((f) => readFile(path.join(MET, f))));
+    photos = await metPhotos();
     service = await createScreeningService(configWith({ shadow: { modelDir: dirs.same, sampleRate: 1, allowedRoots: [tmp] } }), undefined, { random: () => 0 });
     comparisons = recorder(service, 'shadowComparison');
     requests = recorder(service, 'shadowRequest');
@@ -184,6 +183,26 @@ describe('shadow mode on live traffic', () => {
     assert.equal(status.lastError?.code, 'MODEL_FILE_MISSING');
     await screenEach(service, photos.slice(0, 1));
     assert.equal(comparisons.take().length, 1, 'the previous candidate still compares');
+  });
+});
+
+describe('shadow mode under threshold overrides', () => {
+  test('the primary\'s and the candidate\'s flags are both read with models.thresholds: at 0, both flag every photo', async () => {
+    const tmp = await mkdtemp(path.join(os.tmpdir(), 'wildlife-shadow-thresholds-'));
+    const photos = await metPhotos();
+    // The candidate keeps the primary's name, so the override applies to both.
+    const candidate = await copyModel(TEST_MODEL_DIRS[0]!, path.join(tmp, 'candidate'));
+    const { thresholds, ownFlag } = await thresholdsAtZero(TEST_MODEL_DIRS);
+    const service = await createScreeningService(configWith({ models: { thresholds }, shadow: { modelDir: candidate, sampleRate: 1 } }), undefined, { random: () => 0 });
+    try {
+      const comparisons = recorder(service, 'shadowComparison');
+      const results = await screenEach(service, photos);
+      assert.deepEqual(comparisons.take().map((c) => c.flag), photos.map(() => 'both'));
+      assert.ok(results.some((r) => !ownFlag(r.reasons)), 'some Met photo is flagged only because of the override');
+    } finally {
+      await service.close();
+      await rm(tmp, { recursive: true, force: true });
+    }
   });
 });
 

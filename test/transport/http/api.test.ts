@@ -60,17 +60,29 @@ describe('the HTTP API', () => {
     for (const t of ['preprocessMs', 'queueMs', 'inferenceMs', 'totalMs']) assert.ok(body.timings[t] >= 0, t);
   });
 
-  test('a raw image/* body, base64 JSON and a URL all give the same decision for the same bytes', async () => {
-    const a = (await (await post('/v1/screen', photo, { 'content-type': 'image/jpeg' })).json()) as Record<string, any>;
-    const b = (await (await post('/v1/screen', JSON.stringify({ imageBase64: photo.toString('base64') }), { 'content-type': 'application/json' })).json()) as Record<string, any>;
-    const res = await post('/v1/screen', JSON.stringify({ url: `${imagesUrl}/photo.jpg` }), { 'content-type': 'application/json' });
-    assert.equal(res.status, 200);
-    const c = (await res.json()) as Record<string, any>;
-    assertMatches('ScreenResult', c);
-    assert.equal(c.image.url, `${imagesUrl}/photo.jpg`);
-    assert.equal(a.sha256, b.sha256);
-    assert.equal(b.sha256, c.sha256);
-    assert.deepEqual(a.classifiers, c.classifiers);
+  test('a raw image/* body, base64 JSON and a URL all give the same decision for the same bytes, each screened afresh', async (t) => {
+    // No decision cache, so each path screens the photo itself and the comparison is between three screenings.
+    const fresh = await startTestServer({ fetch: { allowlist: ['127.0.0.1'] }, cache: { maxEntries: 0 } });
+    t.after(() => fresh.close());
+    const screen = async (body: BodyInit | Buffer, contentType: string) => {
+      const res = await fetch(`${fresh.url}/v1/screen`, { method: 'POST', body: body as BodyInit, headers: { 'content-type': contentType } });
+      assert.equal(res.status, 200);
+      const r = (await res.json()) as Record<string, any>;
+      assertMatches('ScreenResult', r);
+      return r;
+    };
+    const raw = await screen(photo, 'image/jpeg');
+    const base64 = await screen(JSON.stringify({ imageBase64: photo.toString('base64') }), 'application/json');
+    const url = await screen(JSON.stringify({ url: `${imagesUrl}/photo.jpg` }), 'application/json');
+    assert.equal(url.image.url, `${imagesUrl}/photo.jpg`);
+    const decision = (r: Record<string, any>) => {
+      const { url: _url, ...image } = r.image;
+      return { cached: r.cached, sha256: r.sha256, flagged: r.flagged, reasons: r.reasons, classifiers: r.classifiers, image };
+    };
+    assert.equal(raw.cached, false);
+    assert.ok(raw.timings.inferenceMs > 0, 'the model ran');
+    assert.deepEqual(decision(base64), decision(raw));
+    assert.deepEqual(decision(url), decision(raw));
   });
 
   test('a reposted photo is answered from the dedupe cache and counted as a hit', async () => {
@@ -140,6 +152,9 @@ describe('the HTTP API', () => {
   });
 
   test('/metrics exports the latency histograms by stage, batch sizes, queue depth, counts and model info', async () => {
+    // A photo by URL (the fetch stage) and one never seen (the model stages), whatever ran before.
+    assert.equal((await post('/v1/screen', JSON.stringify({ url: `${imagesUrl}/photo.jpg` }), { 'content-type': 'application/json' })).status, 200);
+    assert.equal((await post('/v1/screen', await jpegOf('striped_skin', 90, 90, 4242), { 'content-type': 'image/jpeg' })).status, 200);
     const text = await (await fetch(`${server.url}/metrics`)).text();
     for (const stage of ['preprocess', 'queue', 'inference', 'total', 'fetch']) {
       assert.match(text, new RegExp(`wildlife_screening_stage_duration_seconds_bucket\\{le="[^"]+",stage="${stage}",source="http"\\}`), stage);

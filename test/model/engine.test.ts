@@ -3,6 +3,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { loadConfig, REPO_ROOT } from '../../src/config.js';
 import { isScreeningError } from '../../src/errors.js';
 import { loadClassifier, openSessionCount, sessionOptionsOf, softmax } from '../../src/model/engine.js';
 import { manifestProblems, readManifest } from '../../src/model/manifest.js';
@@ -12,8 +13,13 @@ import { TEST_MODEL_DIRS } from '../helpers/server.js';
 const MODEL = TEST_MODEL_DIRS[0]!;
 
 describe('model manifests', () => {
-  test('the shipped model manifests validate', async () => {
-    for (const dir of await discoverModelDirectories(path.join(MODEL, '..'))) await readManifest(dir);
+  test('the shipped model manifests are all found and validate: the default config\'s models and ResNet50_vd', async () => {
+    const root = path.join(REPO_ROOT, 'models');
+    const found = await discoverModelDirectories(root);
+    // The default set, and the model kept for MODEL_DIRS that tests run on (models/README.md).
+    const shipped = [...loadConfig({ LOG_LEVEL: 'silent' }).models.directories.map((d) => path.resolve(REPO_ROOT, d)), path.join(root, 'wildlife-resnet50vd')];
+    for (const dir of shipped) assert.ok(found.includes(dir), `${dir} is discovered (found: ${found.join(', ') || 'nothing'})`);
+    for (const dir of found) await readManifest(dir);
   });
 
   test('unknown keys, missing keys and bad values are all listed', async () => {

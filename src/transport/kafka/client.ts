@@ -3,25 +3,43 @@
  * consumer, the review console's feed) build their clients and consume, so retry policy, logging
  * and delivery settings cannot drift apart.
  */
-import { Kafka, logLevel, Partitioners, type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Consumer, type EachBatchPayload, type LogEntry, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import { deadLetterKey, deadLetterOf, DEFAULT_MAX_RECORD_BYTES, serializedBytes } from '../../contracts/index.js';
 
+/**
+ * kafkajs's text for protocol error 14 (COORDINATOR_LOAD_IN_PROGRESS; kafkajs's type
+ * GROUP_LOAD_IN_PROGRESS). kafkajs logs a failed response at error level with only this text, no
+ * code, before it retries the request.
+ */
+export const COORDINATOR_LOADING = "The coordinator is loading and hence can't process requests for this group";
+
+/**
+ * Where kafkajs's log entries go in ours. A broker that has just started, or a consumer group
+ * that has just moved, answers "coordinator loading" to every consumer's first requests, and
+ * kafkajs retries them until it is loaded: at error level that was an alarming line at every start
+ * of the service and the console. It goes to debug; a load that never ends still surfaces, as the
+ * consumer's crash once the retries run out.
+ */
+export function kafkaLogBridge(log: Logger): (entry: LogEntry) => void {
+  return ({ level, namespace, log: entry }) => {
+    const { message, ...rest } = entry;
+    // Bounded producer retries are deliberate: a batch that cannot be produced fails, its
+    // offsets stay uncommitted and it is redelivered (at-least-once), rather than blocking.
+    if (message.startsWith('Limiting retries for the idempotent producer')) return;
+    if (message.startsWith('Response ') && rest.error === COORDINATOR_LOADING) log.debug({ ...rest, namespace, retried: true }, message);
+    else if (level <= logLevel.ERROR) log.error(rest, message);
+    else log.warn(rest, message);
+  };
+}
+
 export function createKafkaClient(options: { clientId: string; brokers: readonly string[]; log: Logger }): Kafka {
-  const { log } = options;
   return new Kafka({
     clientId: options.clientId,
     brokers: [...options.brokers],
     retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 5000 },
     logLevel: logLevel.WARN,
-    logCreator: () => ({ level, log: entry }) => {
-      const { message, ...rest } = entry;
-      // Bounded producer retries are deliberate: a batch that cannot be produced fails, its
-      // offsets stay uncommitted and it is redelivered (at-least-once), rather than blocking.
-      if (message.startsWith('Limiting retries for the idempotent producer')) return;
-      if (level <= logLevel.ERROR) log.error(rest, message);
-      else log.warn(rest, message);
-    },
+    logCreator: () => kafkaLogBridge(options.log),
   });
 }
 

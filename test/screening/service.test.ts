@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import sharp from 'sharp';
 import { loadConfig } from '../../src/config.js';
 import { isScreeningError } from '../../src/errors.js';
 import { openSessionCount } from '../../src/model/engine.js';
-import { createScreeningService, type ScreeningService } from '../../src/screening/service.js';
+import { readManifest, writeManifest } from '../../src/model/manifest.js';
+import { createScreeningService, type ScreeningService, type ScreenResult } from '../../src/screening/service.js';
 import { jpegOf, metPhotos } from '../helpers/images.js';
-import { thresholdsAtZero } from '../helpers/models.js';
+import { copyModel, thresholdsAtZero } from '../helpers/models.js';
 import { TEST_MODEL_DIRS } from '../helpers/server.js';
+import { until } from '../helpers/wait.js';
 
 const configWith = (directories: string[], cacheEntries = 1000) => loadConfig({ LOG_LEVEL: 'silent' }, {
   models: { directories, intraOpThreads: 2 },
@@ -19,47 +21,79 @@ const configWith = (directories: string[], cacheEntries = 1000) => loadConfig({ 
 
 describe('hot reload', () => {
   let tmp: string;
-  let modelDir: string;
-  let service: ScreeningService;
   before(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'wildlife-reload-'));
-    modelDir = path.join(tmp, 'model');
-    await cp(TEST_MODEL_DIRS[0]!, modelDir, { recursive: true });
-    service = await createScreeningService(configWith([modelDir]));
   });
   after(async () => {
-    await service.close();
     await rm(tmp, { recursive: true, force: true });
     assert.equal(openSessionCount(), 0, 'every session released after close');
   });
 
-  test('a reload during traffic drops nothing: in-flight requests finish on the old generation', async () => {
-    const photos = await Promise.all(Array.from({ length: 24 }, (_, i) => jpegOf('striped_skin', 96, 96, 100 + i)));
-    const inFlight = photos.map((bytes) => service.screen({ bytes, source: 'http' }));
+  /** A service of its own, on a copy of the test model at version 1.0.0-old whose files the test may change. */
+  async function reloadable(t: TestContext, label: string) {
+    const modelDir = await copyModel(TEST_MODEL_DIRS[0]!, path.join(tmp, label), { version: '1.0.0-old' });
+    const service = await createScreeningService(configWith([modelDir], 0));
+    t.after(() => service.close());
+    return { modelDir, service };
+  }
+
+  const versionsOf = (results: ScreenResult[]) => [...new Set(results.map((r) => r.classifiers[0]!.version))];
+
+  test('a reload during traffic drops nothing: in-flight requests finish on the old generation, later ones run on the new', async (t) => {
+    const { modelDir, service } = await reloadable(t, 'in-flight');
+    const sessions = openSessionCount();
+    const manifest = await readManifest(modelDir);
+    await writeManifest(modelDir, { ...manifest, version: '1.0.0-new' });
+
+    // Distinct bytes every time (a byte after the JPEG's end), each screened afresh: the cache is off.
+    const photos = await Promise.all(Array.from({ length: 8 }, (_, i) => jpegOf('striped_skin', 480, 360, 100 + i)));
+    let sent = 0;
+    const next = () => {
+      const n = sent++;
+      return Buffer.concat([photos[n % photos.length]!, Buffer.from([n & 255, n >> 8])]);
+    };
+    let pending = 0;
+    let pendingAtSwap: number | undefined;
+    // Failures are kept as answers, to be listed once every request is done.
+    const screen = (): Promise<ScreenResult | Error> => {
+      pending++;
+      return service.screen({ bytes: next(), source: 'http' }).catch((err: Error) => err).finally(() => pending--);
+    };
+    const results = (answers: Array<ScreenResult | Error>) => {
+      assert.deepEqual(answers.filter((a) => a instanceof Error).map((e) => e.message), [], 'no request failed');
+      return answers as ScreenResult[];
+    };
+    // A request takes its lease before anything it awaits. These all begin on generation 1: a burst
+    // that is queued or running at the swap, and a second one sent once the new model has loaded,
+    // in the same tick as the swap, so it is still being decoded when the swap happens.
+    const old = Array.from({ length: 16 }, screen);
+    service.on('modelLoaded', () => old.push(...Array.from({ length: 8 }, screen)));
+    service.on('models', (e) => { if (e.id === 2) pendingAtSwap = pending; });
     const reloaded = service.reload();
-    const more = photos.map((bytes, i) => service.screen({ bytes: Buffer.concat([bytes, Buffer.from([i])]), source: 'kafka', lane: 'bulk' }));
-    const results = await Promise.all([...inFlight, ...more]);
     await reloaded;
-    assert.equal(results.length, 48);
-    assert.ok(results.every((r) => typeof r.flagged === 'boolean'));
-    assert.equal(service.models()[0]!.generation, 2);
+    assert.equal(old.length, 24);
+    const answered = results(await Promise.all(old));
+    assert.ok(pendingAtSwap !== undefined && pendingAtSwap >= 8, `requests were still running when generation 2 took over (${pendingAtSwap})`);
+    assert.deepEqual(versionsOf(answered), ['1.0.0-old'], 'every request that began before the swap was answered by the old models');
+
+    const later = results(await Promise.all(Array.from({ length: 4 }, screen)));
+    assert.deepEqual(versionsOf(later), ['1.0.0-new'], 'requests after the swap run on the new models');
+    assert.deepEqual(service.models().map((m) => [m.version, m.generation]), [['1.0.0-new', 2]]);
     // The old generation retires once its last request is done.
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal(openSessionCount(), 1);
+    await until('the old generation\'s session released', () => openSessionCount() === sessions, { timeoutMs: 5000, intervalMs: 10 });
   });
 
-  test('a reload that fails keeps the current models serving and says why', async () => {
+  test('a reload that fails keeps the current models serving and says why', async (t) => {
+    const { modelDir, service } = await reloadable(t, 'failing');
     const manifestPath = path.join(modelDir, 'model.json');
     const good = await readFile(manifestPath, 'utf8');
-    await writeFile(manifestPath, good.replace('"schema_version": 1', '"schema_version": 99'));
-    try {
-      await assert.rejects(service.reload(), (err: unknown) => isScreeningError(err, 'MODEL_MANIFEST_INVALID'));
-      const result = await service.screen({ bytes: await jpegOf('plain_ceramic', 80, 80, 7), source: 'http' });
-      assert.equal(result.classifiers.length, 1);
-      assert.equal(service.models()[0]!.generation, 2);
-    } finally {
-      await writeFile(manifestPath, good);
-    }
+    const broken = good.replace(/"schema_version": \d+/, '"schema_version": 99');
+    assert.notEqual(broken, good);
+    await writeFile(manifestPath, broken);
+    await assert.rejects(service.reload(), (err: unknown) => isScreeningError(err, 'MODEL_MANIFEST_INVALID'));
+    const result = await service.screen({ bytes: await jpegOf('plain_ceramic', 80, 80, 7), source: 'http' });
+    assert.deepEqual(result.classifiers.map((c) => c.version), ['1.0.0-old']);
+    assert.deepEqual(service.models().map((m) => [m.version, m.generation]), [['1.0.0-old', 1]]);
   });
 });
 

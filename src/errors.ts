@@ -46,6 +46,7 @@ export const ERROR_CATALOGUE = {
   MESSAGE_INVALID: { status: 400, retriable: false, message: "The message is not UTF-8 JSON of its topic's schema, or is nested too deep." },
   RECORD_TOO_LARGE: { status: 413, retriable: false, message: 'An output record for this message does not fit the record size limit, even without its pass-through fields.' },
   OUTPUT_INVALID: { status: 500, retriable: false, message: "The record built for this message breaks its own wire contract (a bug); the input is dead-lettered instead." },
+  KAFKA_UNAVAILABLE: { status: 503, retriable: true, message: 'The Kafka brokers could not be reached, or did not accept the message.' },
   // Models
   MODEL_MANIFEST_INVALID: { status: 500, retriable: false, message: 'A model directory has an invalid model.json.' },
   MODEL_FILE_MISSING: { status: 500, retriable: false, message: 'A model directory lacks model.onnx or model.json.' },

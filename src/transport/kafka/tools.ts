@@ -6,8 +6,8 @@ import { Kafka, logLevel, Partitioners, type Consumer } from 'kafkajs';
 
 export interface TopicRecord { topic: string; partition: number; offset: string; key: string | null; value: string }
 
-function client(brokers: readonly string[], clientId: string): Kafka {
-  return new Kafka({ clientId, brokers: [...brokers], logLevel: logLevel.NOTHING, retry: { retries: 10, initialRetryTime: 200 } });
+function client(brokers: readonly string[], clientId: string, retries = 10): Kafka {
+  return new Kafka({ clientId, brokers: [...brokers], logLevel: logLevel.NOTHING, retry: { retries, initialRetryTime: 200 } });
 }
 
 /** Creates the missing topics; `config` sets topic configs such as max.message.bytes. */
@@ -46,6 +46,38 @@ export async function publish(brokers: readonly string[], topic: string, message
       }
     }
     return messages.length;
+  } finally {
+    await producer.disconnect();
+  }
+}
+
+export interface SendOneOptions {
+  /** Create the topic when it is missing, as the service would (its kafka.partitions and replicationFactor). */
+  createTopic?: { partitions: number; replicationFactor: number };
+  /** kafkajs retries per request; few, for a person waiting at a terminal. */
+  retries?: number;
+}
+
+/** Sends one record (acks=all, idempotent) and says where it landed, and whether its topic was created first. */
+export async function sendOne(brokers: readonly string[], topic: string, message: { key: string; value: string }, options: SendOneOptions = {}): Promise<{ partition: number; offset: string; createdTopic: boolean }> {
+  const kafka = client(brokers, 'wildlife-produce', options.retries);
+  let createdTopic = false;
+  if (options.createTopic) {
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      if (!(await admin.listTopics()).includes(topic)) {
+        createdTopic = await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: options.createTopic.partitions, replicationFactor: options.createTopic.replicationFactor }] });
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  }
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  try {
+    const [meta] = await producer.send({ topic, acks: -1, messages: [message] });
+    return { partition: meta!.partition, offset: meta!.baseOffset ?? meta!.offset ?? '', createdTopic };
   } finally {
     await producer.disconnect();
   }

@@ -1,5 +1,5 @@
 /** The evaluation report as one self-contained HTML page (no external assets; opens offline). */
-import type { Calibration, EvalReport } from './evaluate.js';
+import type { Calibration, ClassMetrics, EvalReport } from './evaluate.js';
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -39,4 +39,17 @@ ${cal}<h2>Confusion matrix</h2>${confusion}
 <h2>Per class</h2><table><thead><tr><th>label</th><th>support</th><th>precision</th><th>recall</th><th>F1</th></tr></thead><tbody>${perClass}</tbody></table>
 ${skipped}</body></html>
 `;
+}
+
+/**
+ * The per-class results as a plain-text table for a terminal (the HTML report has the same rows):
+ * label, n (photos of that class), precision, recall, F1, in the model's label order.
+ */
+export function perClassTable(perClass: Readonly<Record<string, ClassMetrics>>): string {
+  const header = ['label', 'n', 'precision', 'recall', 'F1'];
+  const rows = Object.entries(perClass).map(([label, m]) => [label, String(m.support), m.precision.toFixed(3), m.recall.toFixed(3), m.f1.toFixed(3)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  // The label column reads left to right; numbers line up on the right.
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  return `${[header, ...rows].map(line).join('\n')}\n`;
 }

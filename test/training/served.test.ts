@@ -5,13 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../../src/config.js';
 import { readManifest } from '../../src/model/manifest.js';
+import { writeFixtureLabels } from '../helpers/fixture-labels.js';
 import { TEST_MODEL_DIRS } from '../helpers/server.js';
 
 const run = promisify(execFile);
@@ -38,15 +39,7 @@ describe('npm run eval -- --served', () => {
 
   before(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'wildlife-served-'));
-    const rows = ['path,class,trade_relevant,split'];
-    for (const dir of ['test/fixtures/met', 'test/fixtures/imagenet']) {
-      for (const file of (await readdir(path.join(REPO_ROOT, dir))).filter((f) => f.endsWith('.jpg')).sort()) {
-        const cls = file.startsWith('ivory_') ? 'ivory,yes' : file.startsWith('non_ivory') ? 'ceramic_lookalike,no' : 'everyday_object,no';
-        rows.push(`${path.join(REPO_ROOT, dir, file)},${cls},val`);
-      }
-    }
-    labels = path.join(tmp, 'labels.csv');
-    await writeFile(labels, `${rows.join('\n')}\n`);
+    labels = await writeFixtureLabels(tmp);
     const manifest = await readManifest(MODEL);
     name = manifest.name;
     tradeLabels = manifest.labels.filter((l) => l.trade_relevant).map((l) => l.name);

@@ -17,6 +17,7 @@ import { chooseBand, withBand } from '../cascade-band.js';
 import { readDataset } from '../dataset.js';
 import { scoreServed } from '../served.js';
 import { parseFlags, runCli } from './args.js';
+import { progressPerModel } from './progress.js';
 
 const USAGE = 'usage: npm run cascade:calibrate -- --data ROOT --labels CSV --split calib [--max-recall-loss 0] [--max-precision-loss 0.005] [--write FILE] [--json]';
 
@@ -46,14 +47,7 @@ runCli(async () => {
   if (stages.length !== 2) throw new ScreeningError('CLI_USAGE', `the served config has ${stages.length} cascade stage(s); this calibrates a two-stage cascade (set cascade.stages to the two models first).`);
   const dataset = await readDataset({ root: String(flags.data), labels: String(flags.labels), split });
   if (dataset.samples.length === 0) throw new ScreeningError('DATASET_INVALID', `no images in split ${split}.`);
-  let lastTenth = -1;
-  const scored = await scoreServed({
-    config, dataset, threads: flags.threads ? Number(flags.threads) : undefined,
-    onProgress: (model, done, total) => {
-      const tenth = Math.floor((10 * done) / total);
-      if (tenth !== lastTenth || done === total) { lastTenth = tenth; process.stderr.write(`${model}: ${done}/${total}\n`); }
-    },
-  });
+  const scored = await scoreServed({ config, dataset, threads: flags.threads ? Number(flags.threads) : undefined, onProgress: progressPerModel() });
   const overrides = config.models.thresholds;
   const items = scored.photos.map((p) => ({
     relevant: p.relevant,

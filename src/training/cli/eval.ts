@@ -1,8 +1,9 @@
 /**
  * npm run eval -- --model models/<dir> --data <root> [--labels <labels.csv>] [--split val] [--json]
  *                 [--calibrate 0.9] [--report FILE]
- * Evaluates through the serving preprocessing and engine. --json prints exactly one JSON object on
- * stdout (progress goes to stderr). --calibrate sets per-label thresholds for a target flag
+ * Evaluates through the serving preprocessing and engine. Prints a summary and the per-class table
+ * (label, n, precision, recall, F1); --json prints exactly one JSON object on stdout instead.
+ * Progress (model, images done/total) always goes to stderr. --calibrate sets per-label thresholds for a target flag
  * precision on this data and writes them into model.json; --record writes the metrics there.
  * Calibrate on one split and --record on another, so the recorded numbers are not optimistic.
  *
@@ -18,24 +19,15 @@ import { loadClassifier } from '../../model/engine.js';
 import { readManifest, writeManifest } from '../../model/manifest.js';
 import { readDataset } from '../dataset.js';
 import { calibrate, predict, score, type EvalReport } from '../evaluate.js';
-import { renderReport } from '../report.js';
+import { perClassTable, renderReport } from '../report.js';
 import { compareModels, recordComparison, renderComparison } from '../ssld/compare.js';
 import type { Dataset } from '../dataset.js';
 import { parseFlags, runCli } from './args.js';
+import { progressPerModel, progressReporter } from './progress.js';
 import { loadConfig } from '../../config.js';
 import { evaluateServed } from '../served.js';
 
 const USAGE = 'usage: npm run eval -- (--model DIR | --served) --data ROOT [--labels CSV] [--split val] [--json] [--compare DIR]';
-
-/** Progress on stderr: a redrawn counter on a terminal, a line per tenth elsewhere (CI logs). */
-function progressReporter(prefix = ''): (done: number, total: number) => void {
-  let lastTenth = -1;
-  return (done, total) => {
-    if (process.stderr.isTTY) { process.stderr.write(`\r${prefix}evaluating ${done}/${total}${done === total ? '\n' : ''}`); return; }
-    const tenth = Math.floor((10 * done) / total);
-    if (tenth !== lastTenth) { lastTenth = tenth; process.stderr.write(`${prefix}evaluating ${done}/${total}\n`); }
-  };
-}
 
 runCli(async () => {
   const flags = parseFlags(process.argv.slice(2), {
@@ -63,7 +55,7 @@ runCli(async () => {
   const classifier = await loadClassifier(modelDir, { intraOpThreads: flags.threads ? Number(flags.threads) : 0 });
   try {
     const m = classifier.manifest;
-    const { predictions, skipped, seconds, inferenceSeconds } = await predict(classifier, dataset, { onProgress: progressReporter() });
+    const { predictions, skipped, seconds, inferenceSeconds } = await predict(classifier, dataset, { onProgress: progressReporter(m.name) });
     const labels = m.labels;
     const calibration = target === undefined ? undefined : calibrate(predictions, labels, target);
     const effectiveLabels = calibration ? labels.map((l) => ({ ...l, threshold: l.trade_relevant ? calibration.thresholds[l.name]! : null })) : labels;
@@ -103,7 +95,7 @@ runCli(async () => {
         `top-1 ${(report.top1 * 100).toFixed(1)}%   flag precision ${(f.precision * 100).toFixed(1)}%  recall ${(f.recall * 100).toFixed(1)}%  F1 ${f.f1.toFixed(3)}`,
         calibration ? `calibrated (${calibration.targetPrecision === null ? 'best F1' : `precision ${calibration.targetPrecision}`}): ${calibration.note}` : '',
         `${report.speed.inferenceImagesPerSecond.toFixed(1)} images/s inference; report: ${reportPath}`,
-      ].filter(Boolean).join('\n') + '\n');
+      ].filter(Boolean).join('\n') + `\n\n${perClassTable(report.perClass)}`);
     }
   } finally {
     await classifier.dispose();
@@ -112,14 +104,7 @@ runCli(async () => {
 
 async function servedCli(dataset: Dataset, flags: Record<string, string | boolean | undefined>): Promise<void> {
   const config = loadConfig(process.env);
-  const reporters = new Map<string, (done: number, total: number) => void>();
-  const report = await evaluateServed({
-    config, dataset, threads: flags.threads ? Number(flags.threads) : undefined,
-    onProgress: (model, done, total) => {
-      if (!reporters.has(model)) reporters.set(model, progressReporter(`${model}: `));
-      reporters.get(model)!(done, total);
-    },
-  });
+  const report = await evaluateServed({ config, dataset, threads: flags.threads ? Number(flags.threads) : undefined, onProgress: progressPerModel() });
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(report)}\n`);
     return;
@@ -131,7 +116,7 @@ async function servedCli(dataset: Dataset, flags: Record<string, string | boolea
     `on ${report.n} images${report.skipped.length ? ` (${report.skipped.length} skipped)` : ''}: top-1 ${(report.top1 * 100).toFixed(1)}%   flag precision ${(f.precision * 100).toFixed(1)}%  recall ${(f.recall * 100).toFixed(1)}%  F1 ${f.f1.toFixed(3)}`,
     report.cascade ? `cascade ${report.cascade.mode}: ${report.cascade.escalated} of ${report.n} photos escalated (${(report.cascade.escalationRate * 100).toFixed(1)}%); decided by ${Object.entries(report.cascade.decidedBy).map(([m, k]) => `${m} ${k}`).join(', ')}` : '',
     `${report.speed.inferenceImagesPerSecond.toFixed(1)} images/s inference (every model on every photo)`,
-  ].filter(Boolean).join('\n') + '\n');
+  ].filter(Boolean).join('\n') + `\n\n${perClassTable(report.perClass)}`);
 }
 
 /** --compare: candidate and current model on the same images, through the same evaluation. */

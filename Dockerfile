@@ -103,12 +103,13 @@ COPY src/model src/model
 COPY src/policy src/policy
 COPY src/preprocess src/preprocess
 COPY src/screening src/screening
-COPY src/transport src/transport
+COPY src/kafka src/kafka
+COPY src/net src/net
 # The labels consumer (k8s/training/labels-consumer.yaml: analysts' review decisions → labelled set)
 # runs from the cpu image: it is pure Node (no Paddle, no GPU) and checks labels against the model
 # baked in below. Only its modules beyond the service's are added; test/deploy checks that every
 # module it imports is copied.
-COPY src/training/dataset.ts src/training/labeled-set.ts src/training/labeled-set-compile.ts src/training/
+COPY src/training/dataset.ts src/training/labeled-set.ts src/training/labeled-set-compile.ts src/training/review-decisions.ts src/training/metrics.ts src/training/
 COPY src/training/cli/args.ts src/training/cli/labels.ts src/training/cli/
 # The review console (k8s/review): Node only as well (no Paddle, no GPU), with its page assets
 # (static/, read at run time) and the password-hash CLI. test/deploy checks its imports and assets.

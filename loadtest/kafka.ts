@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from '../src/config.js';
 import { discoverModelDirectories } from '../src/model/registry.js';
-import { collect, createTopics, publish } from '../src/transport/kafka/tools.js';
+import { collect, createTopics, publish } from '../src/kafka/tools.js';
 import { fixturePhotos, httpLoad, startService } from './lib.js';
 
 const args = process.argv.slice(2);

@@ -8,7 +8,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
-import { cascadeProblems } from './policy/cascade.js';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'configs', 'default.yaml');
@@ -320,4 +319,45 @@ export function loadConfig(
   }
   if (problems.length) throw new ConfigError(problems, `${path.relative(process.cwd(), file) || file} + environment`);
   return deepFreeze(config as unknown as ServiceConfig);
+}
+
+// The cascade's configuration (src/policy/cascade.ts runs it).
+export type CascadeMode = 'on' | 'off' | 'first';
+
+/** Scores in [from, below) are escalated. */
+export interface EscalationBand { from: number; below: number }
+
+export interface CascadeStageSpec {
+  /** The model's manifest name. */
+  model: string;
+  /** Every stage but the last has one; the last has none. */
+  escalate?: EscalationBand | null;
+}
+
+export interface CascadeSpec {
+  mode: CascadeMode;
+  stages: readonly CascadeStageSpec[];
+}
+
+/** Every problem with `stages` against the models that are loaded, in one list. */
+export function cascadeProblems(stages: readonly CascadeStageSpec[], loadedModels: readonly string[]): string[] {
+  const problems: string[] = [];
+  if (stages.length === 0) return problems;
+  if (stages.length < 2) problems.push('cascade.stages: a cascade needs at least two stages (leave it empty to run every model on every photo)');
+  const names = stages.map((s) => s.model);
+  for (const dup of new Set(names.filter((n, i) => names.indexOf(n) !== i))) problems.push(`cascade.stages: model "${dup}" appears more than once`);
+  stages.forEach((stage, i) => {
+    const where = `cascade.stages[${i}]`;
+    if (!loadedModels.includes(stage.model)) problems.push(`${where}.model: "${stage.model}" is not among the loaded models (${loadedModels.join(', ') || 'none'})`);
+    const last = i === stages.length - 1;
+    if (last && stage.escalate) problems.push(`${where}.escalate: the last stage decides every photo it sees; it has no band`);
+    if (!last && !stage.escalate) problems.push(`${where}.escalate: every stage but the last needs a band (from, below)`);
+    const band = stage.escalate;
+    if (band && !(band.from >= 0 && band.from <= band.below && band.below <= 1)) problems.push(`${where}.escalate: need 0 <= from <= below <= 1, got from ${band.from}, below ${band.below}`);
+  });
+  for (const model of loadedModels) {
+    // A loaded model outside the cascade would neither run nor decide: almost certainly a mistake.
+    if (!names.includes(model)) problems.push(`cascade.stages: loaded model "${model}" is not a stage (remove it from models.directories or add it)`);
+  }
+  return problems;
 }

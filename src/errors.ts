@@ -86,7 +86,7 @@ export const ERROR_CATALOGUE = {
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
-export class ScreeningError extends Error {
+export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly retriable: boolean;
@@ -95,7 +95,7 @@ export class ScreeningError extends Error {
   constructor(code: ErrorCode, details?: string, options?: { cause?: unknown }) {
     const entry = ERROR_CATALOGUE[code];
     super(details ? `${entry.message} ${details}` : entry.message, options);
-    this.name = 'ScreeningError';
+    this.name = 'AppError';
     this.code = code;
     this.status = entry.status;
     this.retriable = entry.retriable;
@@ -103,6 +103,6 @@ export class ScreeningError extends Error {
   }
 }
 
-export function isScreeningError(err: unknown, code?: ErrorCode): err is ScreeningError {
-  return err instanceof ScreeningError && (code === undefined || err.code === code);
+export function isAppError(err: unknown, code?: ErrorCode): err is AppError {
+  return err instanceof AppError && (code === undefined || err.code === code);
 }

@@ -1,6 +1,6 @@
 /** `npm start`: the screening service on the default model(s) under models/. */
 import { ConfigError, loadConfig } from './config.js';
-import { startServer } from './server.js';
+import { startServer } from './screening/server.js';
 
 async function main(): Promise<void> {
   let config;

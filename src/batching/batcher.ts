@@ -1,5 +1,5 @@
-import { ScreeningError } from '../errors.js';
-import { asScreeningError, cancelledError, QueueFullError } from './errors.js';
+import { AppError } from '../errors.js';
+import { asAppError, cancelledError, QueueFullError } from './errors.js';
 import { resolveOptions, type ResolvedOptions } from './options.js';
 import type {
   Batcher,
@@ -58,13 +58,13 @@ class DynamicBatcher<TIn, TOut> implements Batcher<TIn, TOut> {
       return Promise.reject(new TypeError(`timeoutMs must be a number (got ${String(timeoutMs)}).`));
     }
     if (this.closed) {
-      return this.refuse(lane, new ScreeningError('SHUTTING_DOWN', 'The batcher is draining.'));
+      return this.refuse(lane, new AppError('SHUTTING_DOWN', 'The batcher is draining.'));
     }
     if (signal?.aborted) return this.refuse(lane, cancelledError(signal));
     const timeout = Math.min(this.opts.defaultTimeoutMs, timeoutMs ?? Infinity);
     // Callers that forward a remaining budget can reach 0; that is a missed deadline, not a bug.
     if (timeout <= 0) {
-      return this.refuse(lane, new ScreeningError('DEADLINE_EXCEEDED', 'The request had no time left.'));
+      return this.refuse(lane, new AppError('DEADLINE_EXCEEDED', 'The request had no time left.'));
     }
     if (this.queued >= this.opts.maxQueueSize) {
       const retry = this.retryAfterSeconds();
@@ -136,7 +136,7 @@ class DynamicBatcher<TIn, TOut> implements Batcher<TIn, TOut> {
     }
   }
 
-  private refuse(lane: Lane, error: ScreeningError): Promise<never> {
+  private refuse(lane: Lane, error: AppError): Promise<never> {
     const code = error.code as 'QUEUE_FULL' | 'SHUTTING_DOWN' | 'DEADLINE_EXCEEDED';
     const retryAfterSeconds = error instanceof QueueFullError ? error.retryAfterSeconds : undefined;
     this.emit('rejected', { lane, code, error, ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }) });
@@ -155,7 +155,7 @@ class DynamicBatcher<TIn, TOut> implements Batcher<TIn, TOut> {
     if (entry.signal && entry.onAbort) entry.signal.removeEventListener('abort', entry.onAbort);
   }
 
-  private removeQueued(entry: Pending<TIn, TOut>, reason: 'deadline' | 'cancelled', error: ScreeningError): void {
+  private removeQueued(entry: Pending<TIn, TOut>, reason: 'deadline' | 'cancelled', error: AppError): void {
     const queue = this.queues[entry.lane];
     const index = queue.indexOf(entry);
     if (index < 0) return; // already batched: executing requests run to completion
@@ -164,7 +164,7 @@ class DynamicBatcher<TIn, TOut> implements Batcher<TIn, TOut> {
     this.pump();
   }
 
-  private reject(entry: Pending<TIn, TOut>, reason: 'deadline' | 'cancelled', error: ScreeningError): void {
+  private reject(entry: Pending<TIn, TOut>, reason: 'deadline' | 'cancelled', error: AppError): void {
     this.detach(entry);
     entry.reject(error);
     this.emit('expired', { lane: entry.lane, reason, queueWaitMs: now() - entry.enqueuedAt });
@@ -196,7 +196,7 @@ class DynamicBatcher<TIn, TOut> implements Batcher<TIn, TOut> {
       if (!queue.some((e) => e.deadline <= t)) continue;
       const expired = queue.filter((e) => e.deadline <= t);
       this.queues[lane] = queue.filter((e) => e.deadline > t);
-      const error = new ScreeningError('DEADLINE_EXCEEDED', 'It expired while queued.');
+      const error = new AppError('DEADLINE_EXCEEDED', 'It expired while queued.');
       for (const entry of expired) this.reject(entry, 'deadline', error);
     }
     while (this.inFlight < this.opts.maxConcurrentBatches) {
@@ -244,13 +244,13 @@ class DynamicBatcher<TIn, TOut> implements Batcher<TIn, TOut> {
       .then((outputs) => {
         if (!Array.isArray(outputs) || outputs.length !== batch.length) {
           const got = Array.isArray(outputs) ? outputs.length : typeof outputs;
-          throw new ScreeningError('INFERENCE_FAILED', `execute returned ${got} outputs for ${batch.length} items.`);
+          throw new AppError('INFERENCE_FAILED', `execute returned ${got} outputs for ${batch.length} items.`);
         }
         return outputs;
       })
       .then(
         (outputs) => this.finish(batch, startedAt, lanes, queueWaitMs, outputs, undefined),
-        (err: unknown) => this.finish(batch, startedAt, lanes, queueWaitMs, [], asScreeningError(err)),
+        (err: unknown) => this.finish(batch, startedAt, lanes, queueWaitMs, [], asAppError(err)),
       );
   }
 
@@ -260,7 +260,7 @@ class DynamicBatcher<TIn, TOut> implements Batcher<TIn, TOut> {
     lanes: Lane[],
     queueWaitMs: number[],
     outputs: TOut[],
-    error: ScreeningError | undefined,
+    error: AppError | undefined,
   ): void {
     const executeMs = now() - startedAt;
     this.inFlight--;

@@ -11,7 +11,7 @@ const isNonNegativeInt = (v: unknown): v is number => Number.isInteger(v) && (v 
 
 /**
  * Collects every problem before throwing, so a bad config file is fixed in one round trip rather
- * than one error at a time. A plain TypeError, not a ScreeningError: this is a programming or
+ * than one error at a time. A plain TypeError, not a AppError: this is a programming or
  * deployment mistake, never something a client should see as an API error.
  */
 export function resolveOptions<TIn, TOut>(options: BatcherOptions<TIn, TOut>): ResolvedOptions<TIn, TOut> {

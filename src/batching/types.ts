@@ -1,4 +1,4 @@
-import type { ScreeningError } from '../errors.js';
+import type { AppError } from '../errors.js';
 
 export type Lane = 'interactive' | 'bulk';
 
@@ -56,7 +56,7 @@ export interface QueuedEvent {
 export interface RejectedEvent {
   lane: Lane;
   code: 'QUEUE_FULL' | 'SHUTTING_DOWN' | 'DEADLINE_EXCEEDED';
-  error: ScreeningError;
+  error: AppError;
   retryAfterSeconds?: number;
 }
 

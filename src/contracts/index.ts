@@ -9,9 +9,12 @@
  * | images.screened, images.flagged | decision.ts | screening pipeline → platforms, review console |
  * | images.dlq | dead-letter.ts | every consumer → operators |
  * | images.review-decisions | review-decision.ts | review console → platforms, labels consumer |
+ *
+ * Beside the topics, the unlabelled pool directory (pool.ts): screening service → SSLD training.
  */
 export * from './json.js';
 export * from './crawled.js';
 export * from './decision.js';
 export * from './dead-letter.js';
 export * from './review-decision.js';
+export * from './pool.js';

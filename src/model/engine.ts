@@ -5,7 +5,7 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { fileSha256, ONNX_FILE, readManifest, type ModelManifest } from './manifest.js';
 import { workerSession, type SessionLike } from './worker-session.js';
 
@@ -94,9 +94,9 @@ class OnnxClassifier implements Classifier {
   }
 
   async classify(batch: Float32Array, count: number): Promise<ClassifierOutput[]> {
-    if (this.disposed) throw new ScreeningError('INFERENCE_FAILED', `${this.manifest.name} was disposed`);
+    if (this.disposed) throw new AppError('INFERENCE_FAILED', `${this.manifest.name} was disposed`);
     if (count < 1 || batch.length < count * this.inputLength) {
-      throw new ScreeningError('INFERENCE_FAILED', `batch holds ${batch.length} floats, ${count} images need ${count * this.inputLength}`);
+      throw new AppError('INFERENCE_FAILED', `batch holds ${batch.length} floats, ${count} images need ${count * this.inputLength}`);
     }
     const { size, name } = this.manifest.input;
     const data = batch.length === count * this.inputLength ? batch : batch.subarray(0, count * this.inputLength);
@@ -104,12 +104,12 @@ class OnnxClassifier implements Classifier {
     try {
       result = await this.session.run(name, data, [count, 3, size, size]);
     } catch (cause) {
-      throw new ScreeningError('INFERENCE_FAILED', `${this.manifest.name}: ${(cause as Error).message}`, { cause });
+      throw new AppError('INFERENCE_FAILED', `${this.manifest.name}: ${(cause as Error).message}`, { cause });
     }
     const output = result[this.manifest.output.name];
     const classes = this.manifest.labels.length;
     if (!output || output.dims.length !== 2 || output.dims[0] !== count || output.dims[1] !== classes) {
-      throw new ScreeningError('MODEL_SHAPE_MISMATCH', `${this.manifest.name}: expected output [${count}, ${classes}], got [${output?.dims.join(', ')}]`);
+      throw new AppError('MODEL_SHAPE_MISMATCH', `${this.manifest.name}: expected output [${count}, ${classes}], got [${output?.dims.join(', ')}]`);
     }
     const all = output.data;
     const outputs: ClassifierOutput[] = [];
@@ -165,12 +165,12 @@ export async function loadClassifier(directory: string, options: EngineOptions =
   try {
     await access(onnxPath);
   } catch (cause) {
-    throw new ScreeningError('MODEL_FILE_MISSING', onnxPath, { cause });
+    throw new AppError('MODEL_FILE_MISSING', onnxPath, { cause });
   }
   if (!options.skipChecksum) {
     const actual = await fileSha256(onnxPath);
     if (actual !== manifest.sha256) {
-      throw new ScreeningError('MODEL_CHECKSUM_MISMATCH', `${onnxPath}: sha256 ${actual}, model.json says ${manifest.sha256}`);
+      throw new AppError('MODEL_CHECKSUM_MISMATCH', `${onnxPath}: sha256 ${actual}, model.json says ${manifest.sha256}`);
     }
   }
   const sessionOptions = sessionOptionsOf(manifest, options);
@@ -178,13 +178,13 @@ export async function loadClassifier(directory: string, options: EngineOptions =
   try {
     session = options.inferenceThread === 'worker' ? await workerSession(onnxPath, sessionOptions) : mainThreadSession(await ort.InferenceSession.create(onnxPath, sessionOptions));
   } catch (cause) {
-    throw new ScreeningError('MODEL_LOAD_FAILED', `${onnxPath}: ${(cause as Error).message}`, { cause });
+    throw new AppError('MODEL_LOAD_FAILED', `${onnxPath}: ${(cause as Error).message}`, { cause });
   }
   openSessions++;
   const classifier = new OnnxClassifier(manifest, directory, session);
   try {
     if (!session.inputNames.includes(manifest.input.name) || !session.outputNames.includes(manifest.output.name)) {
-      throw new ScreeningError('MODEL_SHAPE_MISMATCH',
+      throw new AppError('MODEL_SHAPE_MISMATCH',
         `${onnxPath}: inputs [${session.inputNames.join(', ')}], outputs [${session.outputNames.join(', ')}]; model.json names ${manifest.input.name} -> ${manifest.output.name}`);
     }
     // Warm-up: the first run allocates and plans; do it before the model takes traffic.

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { Ajv } from 'ajv';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 
 export const MANIFEST_FILE = 'model.json';
 export const ONNX_FILE = 'model.onnx';
@@ -156,7 +156,7 @@ export function manifestProblems(value: unknown): string[] {
 export function parseManifest(value: unknown, source: string): ModelManifest {
   const problems = manifestProblems(value);
   if (problems.length) {
-    throw new ScreeningError('MODEL_MANIFEST_INVALID', `${source}:\n  ${problems.join('\n  ')}`);
+    throw new AppError('MODEL_MANIFEST_INVALID', `${source}:\n  ${problems.join('\n  ')}`);
   }
   const m = value as ModelManifest;
   if ((m.schema_version as number) === MANIFEST_VERSION) return m;
@@ -169,13 +169,13 @@ export async function readManifest(dir: string): Promise<ModelManifest> {
   try {
     text = await readFile(file, 'utf8');
   } catch (cause) {
-    throw new ScreeningError('MODEL_FILE_MISSING', file, { cause });
+    throw new AppError('MODEL_FILE_MISSING', file, { cause });
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (cause) {
-    throw new ScreeningError('MODEL_MANIFEST_INVALID', `${file}: not JSON`, { cause });
+    throw new AppError('MODEL_MANIFEST_INVALID', `${file}: not JSON`, { cause });
   }
   return parseManifest(json, file);
 }

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { loadClassifier, type Classifier, type EngineOptions } from './engine.js';
 import { MANIFEST_FILE } from './manifest.js';
 
@@ -90,7 +90,7 @@ class Registry<T> extends EventEmitter implements ModelRegistry<T> {
   }
 
   acquire(): Lease<T> {
-    if (this.closed) throw new ScreeningError('SHUTTING_DOWN');
+    if (this.closed) throw new AppError('SHUTTING_DOWN');
     const slot = this.active;
     slot.leases++;
     let released = false;
@@ -164,7 +164,7 @@ class Registry<T> extends EventEmitter implements ModelRegistry<T> {
 
   private async loadGeneration(): Promise<ModelGeneration<T>> {
     const dirs = this.options.directories.length ? [...this.options.directories] : await discoverModelDirectories(this.options.modelsRoot);
-    if (dirs.length === 0) throw new ScreeningError('MODEL_FILE_MISSING', `no model directories found under ${this.options.modelsRoot}.`);
+    if (dirs.length === 0) throw new AppError('MODEL_FILE_MISSING', `no model directories found under ${this.options.modelsRoot}.`);
     const classifiers: Classifier[] = [];
     try {
       // One at a time: warm-ups compete for the same cores, and a failure stops the rest early.
@@ -176,7 +176,7 @@ class Registry<T> extends EventEmitter implements ModelRegistry<T> {
       }
       const names = classifiers.map((c) => c.manifest.name);
       const duplicate = names.find((n, i) => names.indexOf(n) !== i);
-      if (duplicate) throw new ScreeningError('MODEL_MANIFEST_INVALID', `two model directories are both named ${duplicate}.`);
+      if (duplicate) throw new AppError('MODEL_MANIFEST_INVALID', `two model directories are both named ${duplicate}.`);
       // Inside the try: attach may refuse this set of models (a cascade naming a model that is not
       // there), and then the sessions just loaded must go too.
       return { id: this.nextId++, classifiers, extra: this.options.attach(classifiers), loadedAt: new Date() };

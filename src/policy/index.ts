@@ -3,12 +3,18 @@
  * at or above its threshold (from model.json, overridable per classifier and label in config).
  * Benign labels never flag; they only explain what the model saw.
  */
-import type { LabelSpec } from '../model/manifest.js';
+/** What the rule reads of a label (a model.json label, LabelSpec in src/model/manifest.ts, is one). */
+export interface LabelRule {
+  name: string;
+  trade_relevant: boolean;
+  /** Score at or above which this label flags; null for benign labels. */
+  threshold: number | null;
+}
 
 export interface ClassifierScores {
   classifier: string;
   version: string;
-  labels: readonly LabelSpec[];
+  labels: readonly LabelRule[];
   probabilities: ArrayLike<number>;
 }
 
@@ -27,7 +33,7 @@ export interface Decision {
   reasons: FlagReason[];
 }
 
-export function thresholdFor(classifier: string, label: LabelSpec, overrides: ThresholdOverrides = {}): number | null {
+export function thresholdFor(classifier: string, label: LabelRule, overrides: ThresholdOverrides = {}): number | null {
   if (!label.trade_relevant) return null;
   return overrides[classifier]?.[label.name] ?? label.threshold;
 }

@@ -6,7 +6,7 @@
  * (prepareForModels).
  */
 import sharp, { type Metadata } from 'sharp';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { enlargeAndCrop } from './upsample.js';
 
 export interface ImageGeometry {
@@ -71,10 +71,10 @@ function sniffFormat(b: Uint8Array): string | undefined {
 }
 
 /** Only called once the magic bytes matched a supported format, so any decoder failure is corruption. */
-export function classifySharpError(err: unknown): ScreeningError {
+export function classifySharpError(err: unknown): AppError {
   const message = (err as Error)?.message ?? String(err);
-  if (/pixel limit/i.test(message)) return new ScreeningError('IMAGE_TOO_MANY_PIXELS', undefined, { cause: err });
-  return new ScreeningError('IMAGE_CORRUPT', message.split('\n')[0], { cause: err });
+  if (/pixel limit/i.test(message)) return new AppError('IMAGE_TOO_MANY_PIXELS', undefined, { cause: err });
+  return new AppError('IMAGE_CORRUPT', message.split('\n')[0], { cause: err });
 }
 
 /** Python's round() (ties to even), which the training transform uses for the resized size. */
@@ -94,12 +94,12 @@ export function decodeOptions(limits: ImageLimits = DEFAULT_LIMITS) {
  * orientation, which is also how the size is reported).
  */
 export async function inspectImage(bytes: Uint8Array, limits: ImageLimits = DEFAULT_LIMITS): Promise<SourceInfo> {
-  if (bytes.length === 0) throw new ScreeningError('IMAGE_EMPTY');
+  if (bytes.length === 0) throw new AppError('IMAGE_EMPTY');
   if (bytes.length > limits.maxBytes) {
-    throw new ScreeningError('IMAGE_TOO_LARGE', `${bytes.length} bytes, limit ${limits.maxBytes}.`);
+    throw new AppError('IMAGE_TOO_LARGE', `${bytes.length} bytes, limit ${limits.maxBytes}.`);
   }
   const sniffed = sniffFormat(bytes);
-  if (!sniffed) throw new ScreeningError('IMAGE_UNSUPPORTED_FORMAT');
+  if (!sniffed) throw new AppError('IMAGE_UNSUPPORTED_FORMAT');
   let meta: Metadata;
   try {
     meta = await sharp(bytes, decodeOptions(limits)).metadata();
@@ -107,19 +107,19 @@ export async function inspectImage(bytes: Uint8Array, limits: ImageLimits = DEFA
     throw classifySharpError(err);
   }
   if (!meta.format || meta.format !== sniffed || !SUPPORTED_FORMATS.has(meta.format)) {
-    throw new ScreeningError('IMAGE_UNSUPPORTED_FORMAT', meta.format ? `Got ${meta.format}.` : undefined);
+    throw new AppError('IMAGE_UNSUPPORTED_FORMAT', meta.format ? `Got ${meta.format}.` : undefined);
   }
   const rawWidth = meta.width ?? 0;
   const rawHeight = meta.pageHeight ?? meta.height ?? 0;
   if (rawWidth * rawHeight > limits.maxPixels) {
-    throw new ScreeningError('IMAGE_TOO_MANY_PIXELS', `${rawWidth}×${rawHeight}, limit ${limits.maxPixels} pixels.`);
+    throw new AppError('IMAGE_TOO_MANY_PIXELS', `${rawWidth}×${rawHeight}, limit ${limits.maxPixels} pixels.`);
   }
   // EXIF orientations 5–8 rotate by 90°, swapping width and height.
   const swapped = (meta.orientation ?? 1) >= 5;
   const width = swapped ? rawHeight : rawWidth;
   const height = swapped ? rawWidth : rawHeight;
   if (Math.min(width, height) < limits.minSide) {
-    throw new ScreeningError('IMAGE_TOO_SMALL', `${width}×${height}, minimum side ${limits.minSide}.`);
+    throw new AppError('IMAGE_TOO_SMALL', `${width}×${height}, minimum side ${limits.minSide}.`);
   }
   return { format: meta.format, width, height, bytes: bytes.length };
 }
@@ -162,7 +162,7 @@ export async function prepareImage(bytes: Uint8Array, geometry: ImageGeometry, l
     }
     return { rgb: data, source };
   } catch (err) {
-    throw err instanceof ScreeningError ? err : classifySharpError(err);
+    throw err instanceof AppError ? err : classifySharpError(err);
   }
 }
 

@@ -10,7 +10,7 @@ import helmet from 'helmet';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { ServiceConfig } from '../config.js';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { authMiddleware, loginRouter, requireCsrf, requireLead, requireSession, reviewErrorHandler, safeNext, sessionOf, wantsHtml } from './auth-http.js';
 import type { ReviewAuth } from './auth.js';
 import type { ReviewDb } from './db.js';
@@ -94,7 +94,7 @@ export function parseQueueQuery(query: Record<string, unknown>): { filter: Requi
   const page = int('page') ?? 1;
   const item = int('item');
   const done = text('done') ?? null;
-  if (problems.length) throw new ScreeningError('REVIEW_FILTER_INVALID', problems.join('; '));
+  if (problems.length) throw new AppError('REVIEW_FILTER_INVALID', problems.join('; '));
   const keep = new URLSearchParams();
   for (const key of ['status', 'label', 'platform', 'min', 'max', 'from', 'to', 'sort']) {
     const v = text(key);
@@ -114,20 +114,20 @@ export function metricsHandler(registry: Registry): express.RequestHandler {
 }
 
 function itemId(raw: unknown): number {
-  if (typeof raw !== 'string' || !/^\d{1,12}$/.test(raw)) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${JSON.stringify(raw ?? '')}.`);
+  if (typeof raw !== 'string' || !/^\d{1,12}$/.test(raw)) throw new AppError('REVIEW_ITEM_NOT_FOUND', `Item ${JSON.stringify(raw ?? '')}.`);
   return Number(raw);
 }
 
 function optionalText(value: unknown, field: string): string | null {
   if (value === undefined || value === null || value === '') return null;
-  if (typeof value !== 'string') throw new ScreeningError('REVIEW_DECISION_INVALID', `${field} must be text.`);
+  if (typeof value !== 'string') throw new AppError('REVIEW_DECISION_INVALID', `${field} must be text.`);
   return value;
 }
 
 function expectOf(value: unknown): number | undefined {
   if (value === undefined || value === '') return undefined;
   const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d{1,12}$/.test(value) ? Number(value) : NaN;
-  if (!Number.isInteger(n)) throw new ScreeningError('REVIEW_DECISION_INVALID', 'expect must be the id of the last decision you saw (0 for none).');
+  if (!Number.isInteger(n)) throw new AppError('REVIEW_DECISION_INVALID', 'expect must be the id of the last decision you saw (0 for none).');
   return n;
 }
 
@@ -216,7 +216,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     }
     const wanted = q.item ?? items[0]?.id ?? null;
     const selected = wanted === null ? null : store.item(wanted);
-    if (q.item !== null && !selected) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${q.item}.`);
+    if (q.item !== null && !selected) throw new AppError('REVIEW_ITEM_NOT_FOUND', `Item ${q.item}.`);
     if (!wantsHtml(req)) return void res.json({ total, page: q.page, pageSize, items, selected });
     const at = selected ? items.findIndex((i) => i.id === selected.id) : -1;
     const link = (id: number | undefined) => (id === undefined ? null : queueLink(q.keep, { page: q.page > 1 ? q.page : null, item: id }));
@@ -248,7 +248,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     const session = sessionOf(res);
     const body = (req.body ?? {}) as Record<string, unknown>;
     const verdict = VERDICTS.find((v) => v === body.verdict);
-    if (!verdict) throw new ScreeningError('REVIEW_DECISION_INVALID', `verdict must be one of ${VERDICTS.join(', ')}.`);
+    if (!verdict) throw new AppError('REVIEW_DECISION_INVALID', `verdict must be one of ${VERDICTS.join(', ')}.`);
     const decision = store.decide({
       itemId: itemId(req.params.id), verdict, principal: { username: session.username, role: session.role },
       // The confirm form's label choice travels with every button; it only means something for a confirmation.
@@ -279,7 +279,7 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
 
   route('get', '/stats', (req, res) => {
     const days = req.query.days === undefined ? undefined : Number(req.query.days);
-    if (days !== undefined && !(Number.isInteger(days) && days >= 1 && days <= MAX_STATS_DAYS)) throw new ScreeningError('REVIEW_FILTER_INVALID', `days: must be a whole number from 1 to ${MAX_STATS_DAYS}`);
+    if (days !== undefined && !(Number.isInteger(days) && days >= 1 && days <= MAX_STATS_DAYS)) throw new AppError('REVIEW_FILTER_INVALID', `days: must be a whole number from 1 to ${MAX_STATS_DAYS}`);
     const stats = reviewStats(deps.db, days === undefined ? {} : { days });
     if (!wantsHtml(req)) return void res.json(stats);
     page(res, 'Stats', 'stats', renderStatsPage(stats));
@@ -292,10 +292,10 @@ export function createReviewApp(deps: ReviewAppDeps): express.Express {
     page(res, 'Audit log', null, renderAudit(entries, analyst));
   });
 
-  app.use((_req: Request, _res: Response, next: express.NextFunction) => next(new ScreeningError('NOT_FOUND')));
+  app.use((_req: Request, _res: Response, next: express.NextFunction) => next(new AppError('NOT_FOUND')));
   app.use((err: unknown, _req: Request, _res: Response, next: express.NextFunction) => {
     // A full disk or a locked file is the database's failure, not a bug in the request.
-    next(err instanceof Error && err.name === 'SqliteError' ? new ScreeningError('REVIEW_DB_FAILED', undefined, { cause: err }) : err);
+    next(err instanceof Error && err.name === 'SqliteError' ? new AppError('REVIEW_DB_FAILED', undefined, { cause: err }) : err);
   });
   app.use(reviewErrorHandler((err, req) => deps.logger.error({ err, path: req.path }, 'review console request failed')));
   return app;

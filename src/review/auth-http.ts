@@ -8,8 +8,8 @@
  */
 import { randomBytes, createHash, timingSafeEqual } from 'node:crypto';
 import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response, type Router } from 'express';
-import { isScreeningError, ScreeningError } from '../errors.js';
-import { toScreeningError } from '../transport/http/app.js';
+import { isAppError, AppError } from '../errors.js';
+import { toAppError } from '../net/http-errors.js';
 import { LoginThrottledError, checkCsrf, type ReviewAuth, type ReviewSession } from './auth.js';
 import { html, layout, type Principal } from './html.js';
 import type { RouteTable } from './routes.js';
@@ -97,7 +97,7 @@ export function authMiddleware(auth: ReviewAuth, options: AuthHttpOptions): Requ
         session = auth.session(token);
       }
     } catch (err) {
-      return next(new ScreeningError('REVIEW_DB_FAILED', undefined, { cause: err }));
+      return next(new AppError('REVIEW_DB_FAILED', undefined, { cause: err }));
     }
     res.locals.session = session;
     res.locals.principal = session ? { username: session.username, role: session.role } : null;
@@ -108,7 +108,7 @@ export function authMiddleware(auth: ReviewAuth, options: AuthHttpOptions): Requ
 /** The request's session, for handlers behind requireSession. */
 export function sessionOf(res: Response): ReviewSession {
   const session = res.locals.session;
-  if (!session) throw new ScreeningError('REVIEW_UNAUTHENTICATED');
+  if (!session) throw new AppError('REVIEW_UNAUTHENTICATED');
   return session;
 }
 
@@ -133,7 +133,7 @@ export const requireSession: RequestHandler = (req, res, next) => {
     const target = safeNext(req.originalUrl);
     return res.redirect(303, target === '/' ? '/login' : `/login?next=${encodeURIComponent(target)}`);
   }
-  next(new ScreeningError('REVIEW_UNAUTHENTICATED'));
+  next(new AppError('REVIEW_UNAUTHENTICATED'));
 };
 
 const UNSAFE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -157,23 +157,23 @@ function suppliedCsrf(req: Request): string | undefined {
 /** For routes behind requireSession (and after any body parser, multer included, that fills req.body). */
 export const requireCsrf: RequestHandler = (req, res, next) => {
   if (!UNSAFE_METHODS.has(req.method)) return next();
-  if (!originAllowed(req)) return next(new ScreeningError('REVIEW_CSRF_INVALID', 'The request came from another origin.'));
+  if (!originAllowed(req)) return next(new AppError('REVIEW_CSRF_INVALID', 'The request came from another origin.'));
   const session = res.locals.session;
-  if (!session) return next(new ScreeningError('REVIEW_UNAUTHENTICATED'));
+  if (!session) return next(new AppError('REVIEW_UNAUTHENTICATED'));
   checkCsrf(session, suppliedCsrf(req));
   next();
 };
 
 export const requireLead: RequestHandler = (_req, res, next) => {
   const session = res.locals.session;
-  if (!session) return next(new ScreeningError('REVIEW_UNAUTHENTICATED'));
-  next(session.role === 'lead' ? undefined : new ScreeningError('REVIEW_FORBIDDEN'));
+  if (!session) return next(new AppError('REVIEW_UNAUTHENTICATED'));
+  next(session.role === 'lead' ? undefined : new AppError('REVIEW_FORBIDDEN'));
 };
 
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-function errorPage(err: ScreeningError, res: Response): string {
+function errorPage(err: AppError, res: Response): string {
   const session = res.locals.session ?? null;
   const onward = err.code === 'REVIEW_UNAUTHENTICATED' ? html`<a href="/login">Sign in</a>` : html`<a href="/">Back to the queue</a>`;
   return layout({
@@ -186,7 +186,7 @@ function errorPage(err: ScreeningError, res: Response): string {
 
 /** The one way the console reports an error: an HTML page for browsers, `{error:{code,message,retriable}}` otherwise. */
 export function sendReviewError(req: Request, res: Response, err: unknown): void {
-  const error = toScreeningError(err);
+  const error = toAppError(err);
   if (res.headersSent) return;
   if (error instanceof LoginThrottledError) res.set('Retry-After', String(error.retryAfterSeconds));
   res.set('Cache-Control', 'no-store');
@@ -201,7 +201,7 @@ export function sendReviewError(req: Request, res: Response, err: unknown): void
 /** Express error handler around sendReviewError; `onInternal` hears about the errors that are bugs. */
 export function reviewErrorHandler(onInternal?: (err: unknown, req: Request) => void): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    const error = toScreeningError(err);
+    const error = toAppError(err);
     if (error.code === 'INTERNAL' || error.code === 'REVIEW_DB_FAILED') onInternal?.(err, req);
     sendReviewError(req, res, error);
   };
@@ -250,7 +250,7 @@ request did not come through it (or the proxy did not name a user). Open the con
   res.status(401).set('Cache-Control', 'no-store').type('html').send(layout({ title: 'Sign in', principal: null, csrf: null, body }));
 }
 
-function loginFailureMessage(err: ScreeningError): string {
+function loginFailureMessage(err: AppError): string {
   if (err instanceof LoginThrottledError) return `Too many failed sign-ins. Try again in ${Math.ceil(err.retryAfterSeconds / 60)} minute(s).`;
   return 'Unknown username or wrong password.';
 }
@@ -277,7 +277,7 @@ export function loginRouter(auth: ReviewAuth, options: AuthHttpOptions, routes?:
     const password = typeof body.password === 'string' ? body.password.slice(0, 1024) : '';
     const csrfCookie = parseCookies(req.get('cookie'))[LOGIN_CSRF_COOKIE];
     if (!originAllowed(req) || !sameToken(csrfCookie, body._csrf)) {
-      const err = new ScreeningError('REVIEW_CSRF_INVALID');
+      const err = new AppError('REVIEW_CSRF_INVALID');
       if (!wantsHtml(req)) return sendReviewError(req, res, err);
       return renderLogin(req, res, secure, { status: err.status, username, next, message: 'The sign-in form had expired or came from another site. Please try again.' });
     }
@@ -291,7 +291,7 @@ export function loginRouter(auth: ReviewAuth, options: AuthHttpOptions, routes?:
       res.append('Set-Cookie', serializeCookie(DEVICE_COOKIE, device.value, { maxAgeSeconds: device.maxAgeSeconds, secure, path: '/login' }));
       res.redirect(303, next);
     } catch (err) {
-      if (!isScreeningError(err, 'REVIEW_LOGIN_FAILED') && !isScreeningError(err, 'REVIEW_LOGIN_THROTTLED')) throw err;
+      if (!isAppError(err, 'REVIEW_LOGIN_FAILED') && !isAppError(err, 'REVIEW_LOGIN_THROTTLED')) throw err;
       if (!wantsHtml(req)) return sendReviewError(req, res, err);
       if (err instanceof LoginThrottledError) res.set('Retry-After', String(err.retryAfterSeconds));
       renderLogin(req, res, secure, { status: err.status, username, next, message: loginFailureMessage(err) });

@@ -7,7 +7,7 @@
 import { createHash, createHmac, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { ServiceConfig } from '../config.js';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import type { Logger } from 'pino';
 import type { ReviewDb } from './db.js';
 import type { Principal } from './html.js';
@@ -92,7 +92,7 @@ function dummyHashLike(stored: string | undefined): string {
 // Sign-in throttling
 
 /** THROTTLED with the hint an HTTP layer needs for a Retry-After header. */
-export class LoginThrottledError extends ScreeningError {
+export class LoginThrottledError extends AppError {
   readonly retryAfterSeconds: number;
 
   constructor(retryAfterSeconds: number) {
@@ -169,7 +169,7 @@ const digest = (value: string) => createHash('sha256').update(value).digest();
 export function checkCsrf(session: Pick<ReviewSession, 'csrf'>, supplied: string | undefined): void {
   // Digests have equal length whatever was supplied, so the comparison leaks neither content nor length.
   if (typeof supplied !== 'string' || supplied.length === 0 || !timingSafeEqual(digest(session.csrf), digest(supplied))) {
-    throw new ScreeningError('REVIEW_CSRF_INVALID');
+    throw new AppError('REVIEW_CSRF_INVALID');
   }
 }
 
@@ -297,7 +297,7 @@ export function createReviewAuth(db: ReviewDb, config: ReviewConfig, options: { 
     const ok = await verifyPassword(typeof password === 'string' ? password : '', account?.passwordHash ?? dummyHash);
     if (!account || !ok) {
       throttle.failed(attempt);
-      throw new ScreeningError('REVIEW_LOGIN_FAILED');
+      throw new AppError('REVIEW_LOGIN_FAILED');
     }
     throttle.succeeded(attempt);
     // A new id on every sign-in, so the device starts with a clean count of its own, and a new expiry.

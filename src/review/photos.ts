@@ -8,8 +8,8 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import sharp from 'sharp';
-import { ScreeningError } from '../errors.js';
-import { sniffImageType, type Fetcher } from '../transport/fetcher.js';
+import { AppError } from '../errors.js';
+import { sniffImageType, type Fetcher } from '../net/fetcher.js';
 import type { ReviewDb } from './db.js';
 
 export type PhotoSize = 'thumb' | 'full';
@@ -68,7 +68,7 @@ class Keeper extends EventEmitter implements PhotoKeeper {
 
   async render(itemId: number, size: PhotoSize) {
     const item = this.o.db.prepare('SELECT id, image_url, image_sha256 FROM items WHERE id = ?').get(itemId) as Wanted | undefined;
-    if (!item) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${itemId}.`);
+    if (!item) throw new AppError('REVIEW_ITEM_NOT_FOUND', `Item ${itemId}.`);
     const original = this.stored(item.image_sha256) ?? (await this.fetchForView(item));
     const side = SIDE[size];
     // Re-encoding drops EXIF (sellers' GPS, camera serials) and anything that is not pixels.
@@ -78,7 +78,7 @@ class Keeper extends EventEmitter implements PhotoKeeper {
     } catch (err) {
       // The bytes came from a listing's host (they only had to hash right and look like an image), so a
       // picture that does not decode, or exceeds the pixel limit, is the photo's fault, not the console's.
-      throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The stored photo could not be decoded.', { cause: err });
+      throw new AppError('REVIEW_PHOTO_UNAVAILABLE', 'The stored photo could not be decoded.', { cause: err });
     }
     return { bytes, contentType: 'image/jpeg' as const };
   }
@@ -96,10 +96,10 @@ class Keeper extends EventEmitter implements PhotoKeeper {
   private async fetchForView(item: Wanted): Promise<Buffer> {
     const tried = this.o.db.prepare('SELECT attempts, last_error FROM photo_attempts WHERE sha256 = ?').get(item.image_sha256) as { attempts: number; last_error: string } | undefined;
     if (tried && tried.attempts >= this.o.maxAttempts) {
-      throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', `Gave up after ${tried.attempts} attempts; last: ${tried.last_error}`);
+      throw new AppError('REVIEW_PHOTO_UNAVAILABLE', `Gave up after ${tried.attempts} attempts; last: ${tried.last_error}`);
     }
     if (this.inFlight.has(item.image_sha256)) return this.fetchOnce(item);
-    if (this.viewFetches >= this.o.concurrency) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The photo is being fetched; reload in a moment.');
+    if (this.viewFetches >= this.o.concurrency) throw new AppError('REVIEW_PHOTO_UNAVAILABLE', 'The photo is being fetched; reload in a moment.');
     this.viewFetches++;
     try {
       return await this.fetchOnce(item);
@@ -117,25 +117,25 @@ class Keeper extends EventEmitter implements PhotoKeeper {
   }
 
   private async fetchAndStore(item: Wanted): Promise<Buffer> {
-    if (!item.image_url) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The photo was sent inline and its flag did not carry it (over the inline limit, or a flag from an older screening service); only the listing link remains.');
-    if (!this.o.fetcher) throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'Fetching photos is switched off (review.photos.fetch).');
+    if (!item.image_url) throw new AppError('REVIEW_PHOTO_UNAVAILABLE', 'The photo was sent inline and its flag did not carry it (over the inline limit, or a flag from an older screening service); only the listing link remains.');
+    if (!this.o.fetcher) throw new AppError('REVIEW_PHOTO_UNAVAILABLE', 'Fetching photos is switched off (review.photos.fetch).');
     try {
       const fetched = await this.o.fetcher.fetchImage(item.image_url);
       if (!keepPhoto(this.o.db, item.image_sha256, fetched.bytes, this.now())) {
-        throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', 'The photo at the listing URL changed since it was screened; showing it would mislead the review.');
+        throw new AppError('REVIEW_PHOTO_UNAVAILABLE', 'The photo at the listing URL changed since it was screened; showing it would mislead the review.');
       }
       this.o.db.prepare('DELETE FROM photo_attempts WHERE sha256 = ?').run(item.image_sha256);
       this.emit('stored', { sha256: item.image_sha256, bytes: fetched.bytes.length });
       return fetched.bytes;
     } catch (err) {
-      const code = err instanceof ScreeningError ? err.code : 'INTERNAL';
+      const code = err instanceof AppError ? err.code : 'INTERNAL';
       const message = err instanceof Error ? err.message : String(err);
       this.o.db.prepare(`INSERT INTO photo_attempts (sha256, attempts, last_error, last_at) VALUES (?, 1, ?, ?)
         ON CONFLICT (sha256) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error, last_at = excluded.last_at`).run(item.image_sha256, `${code}: ${message}`.slice(0, 500), this.now().toISOString());
       const { attempts } = this.o.db.prepare('SELECT attempts FROM photo_attempts WHERE sha256 = ?').get(item.image_sha256) as { attempts: number };
       this.emit('failed', { sha256: item.image_sha256, code, attempts });
-      if (err instanceof ScreeningError && err.code === 'REVIEW_PHOTO_UNAVAILABLE') throw err;
-      throw new ScreeningError('REVIEW_PHOTO_UNAVAILABLE', `Fetching it failed (${code}).`, { cause: err });
+      if (err instanceof AppError && err.code === 'REVIEW_PHOTO_UNAVAILABLE') throw err;
+      throw new AppError('REVIEW_PHOTO_UNAVAILABLE', `Fetching it failed (${code}).`, { cause: err });
     }
   }
 

@@ -4,7 +4,7 @@
  * of an unknown path, and the list cannot drift from the routes themselves.
  */
 import type { RequestHandler } from 'express';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 
 export class RouteTable {
   private readonly routes: Array<{ pattern: RegExp; methods: Set<string> }> = [];
@@ -37,7 +37,7 @@ export class RouteTable {
       const methods = this.allowed(req.path);
       if (!methods || methods.includes(req.method)) return next();
       res.set('Allow', methods.join(', '));
-      next(new ScreeningError('METHOD_NOT_ALLOWED'));
+      next(new AppError('METHOD_NOT_ALLOWED'));
     };
   }
 }

@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { reviewDecisionOf, type Decision as FlaggedDecision, type ReviewDecision, type ReviewVerdict } from '../contracts/index.js';
 import type { ReviewDb } from './db.js';
 import type { Principal } from './html.js';
@@ -143,7 +143,7 @@ interface DecisionRow {
   message: string; published_at: string | null;
 }
 
-const invalid = (why: string) => new ScreeningError('REVIEW_DECISION_INVALID', why);
+const invalid = (why: string) => new AppError('REVIEW_DECISION_INVALID', why);
 
 function toDecision(r: DecisionRow): DecisionRecord {
   return {
@@ -269,9 +269,9 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
   decide(input: DecideInput): DecisionRecord {
     const note = this.checkNote(input.note);
     return this.record(input.itemId, input.expectLastDecisionId, (row) => {
-      if (row.status === 'escalated' && input.principal.role !== 'lead') throw new ScreeningError('REVIEW_FORBIDDEN', 'Escalated items are decided by a lead.');
-      if (row.status === 'confirmed' || row.status === 'rejected') throw new ScreeningError('REVIEW_NOT_PENDING', `It was ${row.status}.`);
-      if (row.status === 'escalated' && input.verdict === 'escalated') throw new ScreeningError('REVIEW_NOT_PENDING', 'It is already escalated.');
+      if (row.status === 'escalated' && input.principal.role !== 'lead') throw new AppError('REVIEW_FORBIDDEN', 'Escalated items are decided by a lead.');
+      if (row.status === 'confirmed' || row.status === 'rejected') throw new AppError('REVIEW_NOT_PENDING', `It was ${row.status}.`);
+      if (row.status === 'escalated' && input.verdict === 'escalated') throw new AppError('REVIEW_NOT_PENDING', 'It is already escalated.');
       let label = row.top_label;
       let correctLabel: string | null = null;
       if (input.verdict === 'confirmed' && input.label) label = this.checkLabel(input.label, 'label');
@@ -301,15 +301,15 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
 
   undo(principal: Principal, expectDecisionId?: number | null): DecisionRecord {
     const last = this.undoable(principal);
-    if (!last) throw new ScreeningError('REVIEW_NOTHING_TO_UNDO');
+    if (!last) throw new AppError('REVIEW_NOTHING_TO_UNDO');
     if (expectDecisionId !== undefined && expectDecisionId !== null && expectDecisionId !== last.id) {
-      throw new ScreeningError('REVIEW_CONFLICT', 'The decision this page offered to undo is no longer your latest (already undone?).');
+      throw new AppError('REVIEW_CONFLICT', 'The decision this page offered to undo is no longer your latest (already undone?).');
     }
     return this.reopenRow(last.itemId, last.id, principal, 'undo', true);
   }
 
   reopen(input: { itemId: number; principal: Principal; note?: string | null; expectLastDecisionId?: number | null }): DecisionRecord {
-    if (input.principal.role !== 'lead') throw new ScreeningError('REVIEW_FORBIDDEN', 'Re-opening a decided item is for leads.');
+    if (input.principal.role !== 'lead') throw new AppError('REVIEW_FORBIDDEN', 'Re-opening a decided item is for leads.');
     return this.reopenRow(input.itemId, input.expectLastDecisionId, input.principal, this.checkNote(input.note));
   }
 
@@ -319,7 +319,7 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
    */
   private reopenRow(itemId: number, expect: number | null | undefined, principal: Principal, note: string | null, undo = false): DecisionRecord {
     return this.record(itemId, expect, (row) => {
-      if (row.status === 'pending') throw new ScreeningError('REVIEW_NOT_PENDING', 'It is already pending.');
+      if (row.status === 'pending') throw new AppError('REVIEW_NOT_PENDING', 'It is already pending.');
       let status: ItemStatus = 'pending';
       let forgetFirstDecision = false;
       if (undo && row.last_decision_id) {
@@ -342,8 +342,8 @@ class SqliteReviewStore extends EventEmitter implements ReviewStore {
     let secondsToDecision: number | null = null;
     const run = this.db.transaction(() => {
       const row = this.itemById.get(itemId) as ItemRow | undefined;
-      if (!row) throw new ScreeningError('REVIEW_ITEM_NOT_FOUND', `Item ${itemId}.`);
-      if (expect !== undefined && expect !== null && (row.last_decision_id ?? 0) !== expect) throw new ScreeningError('REVIEW_CONFLICT');
+      if (!row) throw new AppError('REVIEW_ITEM_NOT_FOUND', `Item ${itemId}.`);
+      if (expect !== undefined && expect !== null && (row.last_decision_id ?? 0) !== expect) throw new AppError('REVIEW_CONFLICT');
       const p = plan(row);
       const previous = row.last_decision_id ? (this.decisionById.get(row.last_decision_id) as DecisionRow) : null;
       const now = this.now();

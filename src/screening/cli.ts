@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig, REPO_ROOT, type ServiceConfig } from '../config.js';
-import { isScreeningError, ScreeningError } from '../errors.js';
+import { isAppError, AppError } from '../errors.js';
 import { createScreeningService, type ScreeningService } from './service.js';
 
 /**
@@ -27,12 +27,12 @@ async function screenOne(service: ScreeningService, input: string): Promise<{ li
   try {
     const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(input);
     const bytes = isUrl ? undefined : await readFile(input).catch((cause: unknown) => {
-      throw new ScreeningError('INPUT_NOT_READABLE', `${input}: ${(cause as Error).message}`, { cause });
+      throw new AppError('INPUT_NOT_READABLE', `${input}: ${(cause as Error).message}`, { cause });
     });
     const result = await service.screen(isUrl ? { url: input, source: 'cli' } : { bytes, source: 'cli' });
     return { line: { input, ...result }, ok: true };
   } catch (err) {
-    const code = isScreeningError(err) ? err.code : 'INTERNAL';
+    const code = isAppError(err) ? err.code : 'INTERNAL';
     return { line: { input, error: { code, message: (err as Error).message } }, ok: false };
   }
 }

@@ -13,35 +13,16 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { appendFile, mkdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import type { ScreenResult, Source } from './service.js';
+import { POOL_IMAGES, POOL_INDEX, readIndex, type PoolEntry, type PoolMeta } from '../contracts/pool.js';
 
-export const POOL_INDEX = 'index.jsonl';
-export const POOL_IMAGES = 'images';
+export { POOL_IMAGES, POOL_INDEX, readPool, type PoolEntry, type PoolMeta } from '../contracts/pool.js';
 
 const EXTENSIONS: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp', gif: 'gif', tiff: 'tiff' };
 // Samples hold their image bytes until written; cap the bytes too, not just the count, so a burst of
 // 20 MB photos cannot pin hundreds of megabytes while the disk is slow.
 const PENDING_BYTES_LIMIT = 64 * 1024 * 1024;
-
-export interface PoolMeta { listingId?: string; platform?: string; imageUrl?: string }
-
-export interface PoolEntry {
-  sha256: string;
-  /** Relative to the pool directory, always with forward slashes. */
-  file: string;
-  format: string;
-  width: number;
-  height: number;
-  bytes: number;
-  source: Source;
-  sampledAt: string;
-  models: Array<{ name: string; version: string }>;
-  /** Top-1 label of the first model. */
-  top: { label: string; score: number };
-  flagged: boolean;
-  meta: PoolMeta;
-}
 
 export type PoolOutcome = 'stored' | 'duplicate' | 'full' | 'dropped' | 'failed';
 
@@ -74,61 +55,6 @@ export interface PoolSampler {
 }
 
 interface Pending { entry: PoolEntry; bytes: Uint8Array }
-
-const FILE_PATTERN = /^images\/([0-9a-f]{2})\/([0-9a-f]{64})\.(?:jpg|png|webp|gif|tiff)$/;
-
-/** The file must be where the layout puts it, so an edited index cannot point a reader elsewhere. */
-function isEntry(v: unknown): v is PoolEntry {
-  const e = v as PoolEntry;
-  const file = typeof e?.file === 'string' ? FILE_PATTERN.exec(e.file) : null;
-  return !!file && file[2] === e.sha256 && file[1] === e.sha256.slice(0, 2);
-}
-
-function parseLine(line: string): PoolEntry | undefined {
-  try {
-    const value: unknown = JSON.parse(line);
-    return isEntry(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-interface IndexText { entries: PoolEntry[]; text: string; tail: 'none' | 'complete' | 'cut' }
-
-async function readIndex(index: string): Promise<IndexText> {
-  let text: string;
-  try {
-    text = await readFile(index, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], text: '', tail: 'none' };
-    throw new ScreeningError('DATASET_INVALID', `${index}: ${(err as Error).message}`, { cause: err });
-  }
-  const lines = text.split('\n');
-  // What follows the last newline: '' normally, else an append a crash cut short (or, rarely, one
-  // whose newline alone is missing).
-  const last = lines.pop()!;
-  const entries: PoolEntry[] = [];
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return;
-    const entry = parseLine(line);
-    // A bad line before the last is not a crash artefact but damage; say so rather than skip data.
-    if (!entry) throw new ScreeningError('DATASET_INVALID', `${index}:${i + 1}: not a pool entry`);
-    entries.push(entry);
-  });
-  const lastEntry = last === '' ? undefined : parseLine(last);
-  if (lastEntry) entries.push(lastEntry);
-  return { entries, text, tail: last === '' ? 'none' : lastEntry ? 'complete' : 'cut' };
-}
-
-/**
- * Every entry of a pool directory, with the image's absolute path. A cut-off last line (an append a
- * crash interrupted) is skipped; a bad line elsewhere throws DATASET_INVALID.
- */
-export async function readPool(dir: string): Promise<Array<PoolEntry & { path: string }>> {
-  const root = path.resolve(dir);
-  const { entries } = await readIndex(path.join(root, POOL_INDEX));
-  return entries.map((e) => ({ ...e, path: path.join(root, ...e.file.split('/')) }));
-}
 
 class Sampler extends EventEmitter implements PoolSampler {
   private readonly known = new Set<string>();

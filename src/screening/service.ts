@@ -10,13 +10,13 @@ import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { createBatcher, type Batcher, type BatchEvent, type Lane } from '../batching/index.js';
 import type { ServiceConfig } from '../config.js';
-import { isScreeningError, ScreeningError, type ErrorCode } from '../errors.js';
+import { isAppError, AppError, type ErrorCode } from '../errors.js';
 import type { Classifier } from '../model/engine.js';
 import { createModelRegistry, type ModelRegistry, type RegistryEvents } from '../model/registry.js';
 import { cascadeProblems } from '../policy/cascade.js';
 import type { FlagReason } from '../policy/index.js';
 import type { SourceInfo } from '../preprocess/index.js';
-import { createFetcher, type Fetcher } from '../transport/fetcher.js';
+import { createFetcher, type Fetcher } from '../net/fetcher.js';
 import { DecisionCache, makerOf } from './decision-cache.js';
 import { screenAll, screenCascade, type CascadeResult, type RunContext, type StageEvent } from './model-runs.js';
 import { createPoolSampler, type PoolEvents, type PoolMeta, type PoolSampler, type PoolStatus } from './pool.js';
@@ -169,7 +169,7 @@ class Service extends EventEmitter implements ScreeningService {
     const { stages } = this.config.cascade;
     if (stages.length === 0) return null;
     const problems = cascadeProblems(stages, classifiers.map((c) => c.manifest.name));
-    if (problems.length) throw new ScreeningError('CASCADE_INVALID', problems.join('; '));
+    if (problems.length) throw new AppError('CASCADE_INVALID', problems.join('; '));
     return stages.map((st) => classifiers.find((c) => c.manifest.name === st.model)!);
   }
 
@@ -227,7 +227,7 @@ class Service extends EventEmitter implements ScreeningService {
   }
 
   setShadow(modelDir: string, options: { sampleRate?: number } = {}): Promise<ShadowStatus> {
-    if (this.closing) return Promise.reject(new ScreeningError('SHUTTING_DOWN'));
+    if (this.closing) return Promise.reject(new AppError('SHUTTING_DOWN'));
     return this.shadow.activate(modelDir, { ...options, restricted: true });
   }
 
@@ -247,11 +247,11 @@ class Service extends EventEmitter implements ScreeningService {
     const started = performance.now();
     const requestId = request.requestId ?? randomUUID();
     try {
-      if (this.closing) throw new ScreeningError('SHUTTING_DOWN');
+      if (this.closing) throw new AppError('SHUTTING_DOWN');
       let bytes = request.bytes;
       let fetchMs = 0;
       if (!bytes) {
-        if (!request.url) throw new ScreeningError('IMAGE_EMPTY', 'Send image bytes or a URL.');
+        if (!request.url) throw new AppError('IMAGE_EMPTY', 'Send image bytes or a URL.');
         const t0 = performance.now();
         bytes = (await this.fetcher.fetchImage(request.url)).bytes;
         fetchMs = performance.now() - t0;
@@ -266,7 +266,7 @@ class Service extends EventEmitter implements ScreeningService {
       return result;
     } catch (err) {
       const error = err as Error;
-      this.emit('failed', { source: request.source, code: isScreeningError(error) ? error.code : 'INTERNAL', error });
+      this.emit('failed', { source: request.source, code: isAppError(error) ? error.code : 'INTERNAL', error });
       throw err;
     }
   }

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { isScreeningError, ScreeningError } from '../errors.js';
+import { isAppError, AppError } from '../errors.js';
 import { loadClassifier, type Classifier, type EngineOptions } from '../model/engine.js';
 import { decide, type ClassifierScores, type ThresholdOverrides } from '../policy/index.js';
 import { prepareImage, tensorSpecOf, writeTensor, type ImageLimits } from '../preprocess/index.js';
@@ -87,7 +87,7 @@ export async function resolveCandidateDir(directory: string, roots: readonly str
     const rel = path.relative(await realOrResolved(root), wanted);
     if (!path.isAbsolute(rel) && rel !== '..' && !rel.startsWith(`..${path.sep}`)) return wanted;
   }
-  throw new ScreeningError('SHADOW_DIR_FORBIDDEN', `Got ${directory}.`);
+  throw new AppError('SHADOW_DIR_FORBIDDEN', `Got ${directory}.`);
 }
 
 function argmax(labels: ClassifierScores['labels'], p: ArrayLike<number>): string {
@@ -221,7 +221,7 @@ export class Shadow extends EventEmitter {
       return await loadClassifier(dir, this.options.engine);
     } catch (err) {
       const error = err as Error;
-      this.lastError = { code: isScreeningError(error) ? error.code : 'INTERNAL', message: error.message, at: new Date().toISOString() };
+      this.lastError = { code: isAppError(error) ? error.code : 'INTERNAL', message: error.message, at: new Date().toISOString() };
       this.emit('failed', { candidate: this.slot ? label(this.slot.info) : dir, during, error });
       throw err;
     }
@@ -278,7 +278,7 @@ export class Shadow extends EventEmitter {
       this.outcome(slot, 'compared');
     } catch (err) {
       const error = err as Error;
-      this.lastError = { code: isScreeningError(error) ? error.code : 'INTERNAL', message: error.message, at: new Date().toISOString() };
+      this.lastError = { code: isAppError(error) ? error.code : 'INTERNAL', message: error.message, at: new Date().toISOString() };
       this.emit('failed', { candidate: label(info), during: 'compare', error });
       this.outcome(slot, 'failed');
     }

@@ -6,7 +6,7 @@
  * decided at the first stage's cost.
  */
 import { isMap, isScalar, parseDocument } from 'yaml';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { flagMetrics, type FlagMetrics } from './evaluate.js';
 import type { EscalationBand } from '../policy/cascade.js';
 
@@ -96,13 +96,13 @@ export function chooseBand(input: readonly BandItem[], targets: { maxRecallLoss:
 export function withBand(source: string, file: string, model: string, band: string, comment: string): string {
   const doc = parseDocument(source, { keepSourceTokens: true });
   const stage = doc.getIn(['cascade', 'stages', 0], true);
-  if (!isMap(stage) || stage.get('model') !== model) throw new ScreeningError('CLI_USAGE', `${file} has no cascade.stages[0] naming ${model}; add the stages there first.`);
+  if (!isMap(stage) || stage.get('model') !== model) throw new AppError('CLI_USAGE', `${file} has no cascade.stages[0] naming ${model}; add the stages there first.`);
   const lineEnd = (offset: number) => { const i = source.indexOf('\n', offset); return i < 0 ? source.length : i; };
   const escalate = stage.items.find((pair) => isScalar(pair.key) && pair.key.value === 'escalate');
   const value = escalate?.value as { range?: [number, number, number] } | undefined;
   if (value?.range) {
     const [start, end] = value.range;
-    if (source.slice(start, end).includes('\n')) throw new ScreeningError('CLI_USAGE', `${file}: write cascade.stages[0].escalate on one line ({ from: …, below: … }) so it can be replaced in place.`);
+    if (source.slice(start, end).includes('\n')) throw new AppError('CLI_USAGE', `${file}: write cascade.stages[0].escalate on one line ({ from: …, below: … }) so it can be replaced in place.`);
     return `${source.slice(0, start)}${band} # ${comment}${source.slice(lineEnd(end))}`;
   }
   const modelPair = stage.items.find((pair) => isScalar(pair.key) && pair.key.value === 'model')!;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Ajv } from 'ajv';
 import { describeSchemaError } from '../config.js';
 import { parse as parseYaml } from 'yaml';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { ARCHITECTURES } from '../model/manifest.js';
 
 const num = { type: 'number' };
@@ -202,7 +202,7 @@ export function trainConfigProblems(value: unknown): string[] {
 export function parseTrainConfig(value: unknown, source = 'config'): TrainConfig {
   const problems = trainConfigProblems(value);
   if (problems.length) {
-    throw new ScreeningError('TRAIN_CONFIG_INVALID', `${source} has ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+    throw new AppError('TRAIN_CONFIG_INVALID', `${source} has ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
   }
   return value as TrainConfig;
 }
@@ -212,13 +212,13 @@ export async function loadTrainConfig(file: string): Promise<TrainConfig> {
   try {
     text = await readFile(file, 'utf8');
   } catch (cause) {
-    throw new ScreeningError('TRAIN_CONFIG_INVALID', `cannot read ${file}`, { cause });
+    throw new AppError('TRAIN_CONFIG_INVALID', `cannot read ${file}`, { cause });
   }
   let value: unknown;
   try {
     value = parseYaml(text);
   } catch (cause) {
-    throw new ScreeningError('TRAIN_CONFIG_INVALID', `${file}: ${(cause as Error).message}`, { cause });
+    throw new AppError('TRAIN_CONFIG_INVALID', `${file}: ${(cause as Error).message}`, { cause });
   }
   return parseTrainConfig(value, file);
 }

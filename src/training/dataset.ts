@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 
 export interface DatasetSample {
   path: string;
@@ -62,7 +62,7 @@ export interface DatasetSource {
 }
 
 export async function readDataset(source: DatasetSource): Promise<Dataset> {
-  if (!existsSync(source.root)) throw new ScreeningError('DATASET_INVALID', `${source.root} does not exist.`);
+  if (!existsSync(source.root)) throw new AppError('DATASET_INVALID', `${source.root} does not exist.`);
   return source.labels ? readCsvDataset(source) : readFolderDataset(source.root);
 }
 
@@ -72,12 +72,12 @@ async function readCsvDataset({ root, labels, split }: DatasetSource): Promise<D
   try {
     text = await readFile(csvPath, 'utf8');
   } catch (cause) {
-    throw new ScreeningError('DATASET_INVALID', `cannot read ${csvPath}.`, { cause });
+    throw new AppError('DATASET_INVALID', `cannot read ${csvPath}.`, { cause });
   }
   const [header, ...rows] = parseCsv(text);
   const col = (name: string) => header?.indexOf(name) ?? -1;
   const [pathCol, classCol, splitCol, relevantCol] = [col('path'), col('class'), col('split'), col('trade_relevant')];
-  if (pathCol < 0 || classCol < 0) throw new ScreeningError('DATASET_INVALID', `${csvPath} needs "path" and "class" columns.`);
+  if (pathCol < 0 || classCol < 0) throw new AppError('DATASET_INVALID', `${csvPath} needs "path" and "class" columns.`);
   const classes = new Set<string>();
   const tradeRelevant = new Map<string, boolean>();
   const samples: DatasetSample[] = [];

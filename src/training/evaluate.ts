@@ -2,7 +2,7 @@
  * Evaluation through the serving path: the same sharp preprocessing and ONNX Runtime engine the
  * service uses, and the same policy rule for "flagged". Unreadable images are reported, not fatal.
  */
-import { isScreeningError } from '../errors.js';
+import { isAppError } from '../errors.js';
 import type { Classifier } from '../model/engine.js';
 import type { LabelSpec } from '../model/manifest.js';
 import { decide } from '../policy/index.js';
@@ -59,7 +59,7 @@ export async function predict(classifier: Classifier, dataset: Dataset, opts: { 
       try {
         return await prepareImage(await readFile(s.path), spec);
       } catch (err) {
-        const code = isScreeningError(err) ? err.code : (err as NodeJS.ErrnoException).code ?? 'READ_FAILED';
+        const code = isAppError(err) ? err.code : (err as NodeJS.ErrnoException).code ?? 'READ_FAILED';
         skipped.push({ path: s.path, code, message: (err as Error).message });
         return null;
       }

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { csvLine, parseCsv } from './dataset.js';
 
 export interface HoldoutResult { train: number; heldOut: number; other: number; file: string }
@@ -19,15 +19,15 @@ export interface HoldoutResult { train: number; heldOut: number; other: number; 
  */
 export async function holdOutSplit(opts: { root: string; labels?: string; split?: string; fraction: number; heldOutSplit?: string; out: string }): Promise<HoldoutResult> {
   const { root, fraction, out } = opts;
-  if (!(fraction > 0 && fraction < 1)) throw new ScreeningError('CLI_USAGE', '--holdout must be between 0 and 1 (exclusive).');
+  if (!(fraction > 0 && fraction < 1)) throw new AppError('CLI_USAGE', '--holdout must be between 0 and 1 (exclusive).');
   const split = opts.split ?? 'train';
   const heldOutSplit = opts.heldOutSplit ?? 'calib';
   const csvPath = path.resolve(root, opts.labels ?? 'labels.csv');
   const [header, ...rows] = parseCsv(await readFile(csvPath, 'utf8'));
   const col = (name: string) => header?.indexOf(name) ?? -1;
   const [pathCol, classCol, splitCol] = [col('path'), col('class'), col('split')];
-  if (pathCol < 0 || classCol < 0 || splitCol < 0) throw new ScreeningError('DATASET_INVALID', `${csvPath} needs path, class and split columns.`);
-  if (rows.some((r) => r[splitCol] === heldOutSplit)) throw new ScreeningError('DATASET_INVALID', `${csvPath} already has a split named ${heldOutSplit}.`);
+  if (pathCol < 0 || classCol < 0 || splitCol < 0) throw new AppError('DATASET_INVALID', `${csvPath} needs path, class and split columns.`);
+  if (rows.some((r) => r[splitCol] === heldOutSplit)) throw new AppError('DATASET_INVALID', `${csvPath} already has a split named ${heldOutSplit}.`);
   const byClass = new Map<string, string[][]>();
   for (const row of rows) {
     if (row[splitCol] !== split) continue;

@@ -21,9 +21,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { readManifest } from '../model/manifest.js';
-import { sniffImageType, type Fetcher } from '../transport/fetcher.js';
+import { sniffImageType, type Fetcher } from '../net/fetcher.js';
 import { checkReviewDecision, type ReviewDecision } from '../contracts/index.js';
 import { csvLine } from './dataset.js';
 import {
@@ -162,7 +162,7 @@ class Store implements LabeledSet {
   async init(): Promise<void> {
     const exists = await stat(this.decisionsFile).then((s) => s.isFile(), () => false);
     if (!exists && this.options.create === false) {
-      throw new ScreeningError('DATASET_INVALID', `${this.decisionsFile} does not exist: not a labeled set.`);
+      throw new AppError('DATASET_INVALID', `${this.decisionsFile} does not exist: not a labeled set.`);
     }
     await mkdir(this.imagesDir, { recursive: true });
     if (exists) {

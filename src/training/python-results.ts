@@ -5,7 +5,7 @@
  */
 import { Ajv, type ValidateFunction } from 'ajv';
 import { describeSchemaError } from '../config.js';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 
 const num = { type: 'number' };
 const str = { type: 'string' };
@@ -58,5 +58,5 @@ export function checkPythonResult<T>(schema: object, value: unknown, what: strin
   if (!validate) compiled.set(schema, (validate = ajv.compile(schema)));
   if (validate(value)) return value as T;
   const problems = [...new Set((validate.errors ?? []).map(describeSchemaError))];
-  throw new ScreeningError('TRAIN_RESULT_INVALID', `${what}: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  throw new AppError('TRAIN_RESULT_INVALID', `${what}: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
 }

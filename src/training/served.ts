@@ -11,7 +11,7 @@ import { loadClassifier, type Classifier } from '../model/engine.js';
 import { discoverModelDirectories } from '../model/registry.js';
 import { cascadeProblems, runCascade, type CascadeMode } from '../policy/cascade.js';
 import { decide, type ClassifierScores } from '../policy/index.js';
-import { ScreeningError } from '../errors.js';
+import { AppError } from '../errors.js';
 import type { Dataset } from './dataset.js';
 import { predict, scoreDecisions, type Decided, type EvalReport, type Prediction } from './evaluate.js';
 
@@ -67,7 +67,7 @@ export async function scoreServed(opts: {
   }
   const stages = config.cascade.stages;
   const problems = cascadeProblems(stages, runs.map((r) => r.classifier.manifest.name));
-  if (problems.length) throw new ScreeningError('CASCADE_INVALID', problems.join('; '));
+  if (problems.length) throw new AppError('CASCADE_INVALID', problems.join('; '));
   if (stages.length) runs.sort((a, b) => stages.findIndex((s) => s.model === a.classifier.manifest.name) - stages.findIndex((s) => s.model === b.classifier.manifest.name));
   const photos: ServedScores[] = [];
   for (const sample of dataset.samples) {

@@ -8,7 +8,7 @@ import {
   type Lane,
   type RejectedEvent,
 } from '../../src/batching/index.js';
-import { ScreeningError } from '../../src/errors.js';
+import { AppError } from '../../src/errors.js';
 
 /** Lets every pending promise callback run; setImmediate is never faked below. */
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -72,7 +72,7 @@ function makeBatcher(overrides: Overrides) {
   return { batcher, batches };
 }
 
-const isCode = (code: string) => (err: unknown) => err instanceof ScreeningError && err.code === code;
+const isCode = (code: string) => (err: unknown) => err instanceof AppError && err.code === code;
 const retryAfter = (err: unknown) => (err as { retryAfterSeconds?: unknown }).retryAfterSeconds;
 
 describe('forming batches', () => {
@@ -303,8 +303,8 @@ describe('execution', () => {
     assert.deepEqual(batches.map((e) => [e.ok, e.errorCode]), [[false, 'INFERENCE_FAILED'], [true, undefined]]);
   });
 
-  test('passes a ScreeningError thrown by execute through unchanged', async () => {
-    const thrown = new ScreeningError('MODEL_SHAPE_MISMATCH', 'bad output');
+  test('passes a AppError thrown by execute through unchanged', async () => {
+    const thrown = new AppError('MODEL_SHAPE_MISMATCH', 'bad output');
     const { batcher } = makeBatcher({ maxQueueDelayMs: 0, execute: () => Promise.reject(thrown) });
     await assert.rejects(batcher.submit('x'), (err) => err === thrown);
   });
@@ -376,7 +376,7 @@ describe('lifecycle', () => {
     assert.throws(
       () => createBatcher(bad),
       (err: unknown) => {
-        assert.ok(err instanceof TypeError && !(err instanceof ScreeningError));
+        assert.ok(err instanceof TypeError && !(err instanceof AppError));
         for (const name of ['maxBatchSize', 'maxQueueDelayMs', 'maxQueueSize', 'defaultTimeoutMs', 'maxConcurrentBatches', 'execute']) {
           assert.match(err.message, new RegExp(`${name} must`));
         }

@@ -17,11 +17,12 @@ import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { parse as parseYaml } from 'yaml';
 import { REPO_ROOT } from '../../src/config.js';
-import { createMetrics, createReviewMetrics, type Metrics } from '../../src/metrics.js';
+import { createMetrics, type Metrics } from '../../src/screening/metrics.js';
+import { createReviewMetrics } from '../../src/review/metrics.js';
 import { readManifest } from '../../src/model/manifest.js';
-import type { RunningServer } from '../../src/server.js';
-import type { KafkaEvents, KafkaPipeline, PipelineState } from '../../src/transport/kafka/pipeline.js';
-import type { ReviewFeed } from '../../src/transport/kafka/review-feed.js';
+import type { RunningServer } from '../../src/screening/server.js';
+import type { KafkaEvents, KafkaPipeline, PipelineState } from '../../src/screening/kafka/pipeline.js';
+import type { ReviewFeed } from '../../src/review/feed.js';
 import { startTestServer, TEST_MODEL_DIRS } from '../helpers/server.js';
 import { extractSelectors, githubSlug } from './promql.js';
 

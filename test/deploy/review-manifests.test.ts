@@ -3,7 +3,7 @@
  * with kubectl kustomize where kubectl is installed), then checked against what it runs: the npm
  * script and the cpu image that holds it, the config the pod assembles (its init container's script
  * is run here on the rendered files), the service's Kafka settings, the Secret it expects, and the
- * metrics its alerts query (the console's real registry from src/metrics.ts). Schemas:
+ * metrics its alerts query (the console's real registry from src/review/metrics.ts). Schemas:
  * k8s-schemas.test.ts.
  */
 import assert from 'node:assert/strict';
@@ -16,9 +16,9 @@ import { describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { ConfigError, loadConfig, REPO_ROOT, type ServiceConfig } from '../../src/config.js';
-import { createReviewMetrics } from '../../src/metrics.js';
+import { createReviewMetrics } from '../../src/review/metrics.js';
 import { hashPassword } from '../../src/review/auth.js';
-import type { ReviewFeed } from '../../src/transport/kafka/review-feed.js';
+import type { ReviewFeed } from '../../src/review/feed.js';
 import { copied, copySources, dockerignored, IGNORE_PATTERNS, imageTargets, importGraph, lineage, STAGES } from './dockerfile.js';
 import { renderKustomization, type Obj, type Resource } from './kustomize.js';
 import { assertHardenedContainer, cpuCores, hasKubectl, K8S_DIR, normalise, podLabels, podSpec, portNumber, selects, type Container } from './manifests.js';

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ScreenResult } from '../../src/screening/service.js';
 import { CRAWLED_SCHEMA, type CrawledImage, type Decision } from '../../src/contracts/index.js';
-import { decisionsOf } from '../../src/transport/kafka/pipeline.js';
+import { decisionsOf } from '../../src/screening/kafka/pipeline.js';
 
 let counter = 0;
 const RUN = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;

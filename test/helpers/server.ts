@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { pino } from 'pino';
 import { loadConfig, REPO_ROOT, type ServiceConfig } from '../../src/config.js';
-import { startServer, type RunningServer } from '../../src/server.js';
+import { startServer, type RunningServer } from '../../src/screening/server.js';
 import { until } from './wait.js';
 
 /** The shipped default model; WILDLIFE_TEST_MODELS=dir1,dir2 points tests elsewhere. */

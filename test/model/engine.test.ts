@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig, REPO_ROOT } from '../../src/config.js';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { loadClassifier, openSessionCount, sessionOptionsOf, softmax } from '../../src/model/engine.js';
 import { manifestProblems, readManifest } from '../../src/model/manifest.js';
 import { createModelRegistry, discoverModelDirectories } from '../../src/model/registry.js';
@@ -72,7 +72,7 @@ describe('the ONNX Runtime engine', () => {
     await classifier.dispose();
     await classifier.dispose();
     assert.equal(openSessionCount(), before);
-    await assert.rejects(classifier.classify(batch, 1), (e: unknown) => isScreeningError(e, 'INFERENCE_FAILED'));
+    await assert.rejects(classifier.classify(batch, 1), (e: unknown) => isAppError(e, 'INFERENCE_FAILED'));
   });
 
   test('thread spinning off asks ONNX Runtime to put its idle intra-op and inter-op threads to sleep; left unset, its default stays', () => {
@@ -122,7 +122,7 @@ describe('the ONNX Runtime engine', () => {
       await worker.dispose();
     }
     assert.equal(openSessionCount(), before, 'the worker session is released too');
-    await assert.rejects(worker.classify(new Float32Array(worker.inputLength), 1), (e: unknown) => isScreeningError(e, 'INFERENCE_FAILED'));
+    await assert.rejects(worker.classify(new Float32Array(worker.inputLength), 1), (e: unknown) => isAppError(e, 'INFERENCE_FAILED'));
   });
 
   test('a model file that does not match its sha256 is refused', async () => {
@@ -131,15 +131,15 @@ describe('the ONNX Runtime engine', () => {
     const onnx = await readFile(path.join(dir, 'model.onnx'));
     onnx[onnx.length - 1] = onnx[onnx.length - 1]! ^ 0xff;
     await writeFile(path.join(dir, 'model.onnx'), onnx);
-    await assert.rejects(loadClassifier(dir), (e: unknown) => isScreeningError(e, 'MODEL_CHECKSUM_MISMATCH'));
+    await assert.rejects(loadClassifier(dir), (e: unknown) => isAppError(e, 'MODEL_CHECKSUM_MISMATCH'));
   });
 
   test('a directory without model.onnx or model.json is MODEL_FILE_MISSING', async () => {
     const dir = path.join(tmp, 'empty');
     await cp(MODEL, dir, { recursive: true });
     await rm(path.join(dir, 'model.onnx'));
-    await assert.rejects(loadClassifier(dir), (e: unknown) => isScreeningError(e, 'MODEL_FILE_MISSING'));
-    await assert.rejects(loadClassifier(path.join(tmp, 'nowhere')), (e: unknown) => isScreeningError(e, 'MODEL_FILE_MISSING'));
+    await assert.rejects(loadClassifier(dir), (e: unknown) => isAppError(e, 'MODEL_FILE_MISSING'));
+    await assert.rejects(loadClassifier(path.join(tmp, 'nowhere')), (e: unknown) => isAppError(e, 'MODEL_FILE_MISSING'));
   });
 
   test('a manifest whose labels do not match the output is refused at load, leaving no session open', async () => {
@@ -149,7 +149,7 @@ describe('the ONNX Runtime engine', () => {
     manifest.labels.push({ name: 'extra_label', trade_relevant: false, threshold: null });
     await writeFile(path.join(dir, 'model.json'), JSON.stringify(manifest));
     const before = openSessionCount();
-    await assert.rejects(loadClassifier(dir), (e: unknown) => isScreeningError(e, 'MODEL_SHAPE_MISMATCH'));
+    await assert.rejects(loadClassifier(dir), (e: unknown) => isAppError(e, 'MODEL_SHAPE_MISMATCH'));
     assert.equal(openSessionCount(), before);
   });
 
@@ -183,6 +183,6 @@ describe('the model registry', () => {
     await registry.close();
     assert.deepEqual(detached, [1, 2]);
     assert.equal(openSessionCount(), before);
-    assert.throws(() => registry.acquire(), (e: unknown) => isScreeningError(e, 'SHUTTING_DOWN'));
+    assert.throws(() => registry.acquire(), (e: unknown) => isAppError(e, 'SHUTTING_DOWN'));
   });
 });

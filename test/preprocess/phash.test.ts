@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import sharp from 'sharp';
 import { REPO_ROOT } from '../../src/config.js';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { DEFAULT_LIMITS } from '../../src/preprocess/index.js';
 import { hammingDistance, hashHalves, hashImage, perceptualHash, popcount32 } from '../../src/preprocess/phash.js';
 import { fingerprint } from '../../src/training/ssld/dedupe.js';
@@ -58,13 +58,13 @@ describe('the perceptual hash', () => {
     const { source } = await hashImage(bytes);
     const meta = await sharp(bytes).metadata();
     assert.deepEqual(source, { format: 'jpeg', width: meta.width, height: meta.height, bytes: bytes.length });
-    const refuses = async (input: Uint8Array, code: string) => assert.rejects(hashImage(input), (err: unknown) => isScreeningError(err) && err.code === code);
+    const refuses = async (input: Uint8Array, code: string) => assert.rejects(hashImage(input), (err: unknown) => isAppError(err) && err.code === code);
     await refuses(Buffer.from('not a photo'), 'IMAGE_UNSUPPORTED_FORMAT');
     await refuses(new Uint8Array(0), 'IMAGE_EMPTY');
     await refuses(pngHeaderOnly(12000, 12000), 'IMAGE_TOO_MANY_PIXELS');
     await refuses(bytes.subarray(0, bytes.length / 2), 'IMAGE_CORRUPT');
     await refuses(await sharp({ create: { width: 10, height: 40, channels: 3, background: '#808080' } }).png().toBuffer(), 'IMAGE_TOO_SMALL');
-    await assert.rejects(hashImage(bytes, { ...DEFAULT_LIMITS, maxBytes: 100 }), (err: unknown) => isScreeningError(err, 'IMAGE_TOO_LARGE'));
+    await assert.rejects(hashImage(bytes, { ...DEFAULT_LIMITS, maxBytes: 100 }), (err: unknown) => isAppError(err, 'IMAGE_TOO_LARGE'));
   });
 
   test('the Hamming distance counts differing bits over both 32-bit halves', () => {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { deflateSync } from 'node:zlib';
 import sharp, { type Sharp } from 'sharp';
 import { DEFAULT_LIMITS, prepareImage, SUPPORTED_FORMATS, type ImageLimits, type PreparedImage } from '../../src/preprocess/index.js';
-import { isScreeningError, type ErrorCode } from '../../src/errors.js';
+import { isAppError, type ErrorCode } from '../../src/errors.js';
 import { seededRandom } from '../helpers/synthetic.js';
 
 type RGB = [number, number, number];
@@ -52,7 +52,7 @@ function maxAbsDiff(a: Uint8Array, b: Uint8Array): number {
 
 async function assertRejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
   await assert.rejects(promise, (err: unknown) => {
-    assert.ok(isScreeningError(err), `expected a ScreeningError, got ${String(err)}`);
+    assert.ok(isAppError(err), `expected a AppError, got ${String(err)}`);
     assert.equal(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
     return true;
   });
@@ -177,7 +177,7 @@ describe('prepareImage EXIF orientation', () => {
   test('the minimum side is checked after orientation', async () => {
     // 40×15 stored, 15×40 shown: too small either way round, but reported in display orientation.
     const tagged = await solid(40, 15, RED).jpeg().withMetadata({ orientation: 8 }).toBuffer();
-    await assert.rejects(prepareImage(tagged, SMALL), (err: unknown) => isScreeningError(err, 'IMAGE_TOO_SMALL') && /15×40/.test(err.message));
+    await assert.rejects(prepareImage(tagged, SMALL), (err: unknown) => isAppError(err, 'IMAGE_TOO_SMALL') && /15×40/.test(err.message));
   });
 });
 
@@ -277,7 +277,7 @@ describe('prepareImage errors', () => {
 
   test('errors carry the catalogue status and are not retriable', async () => {
     await assert.rejects(prepareImage(Buffer.from('hello'), SMALL), (err: unknown) => {
-      assert.ok(isScreeningError(err, 'IMAGE_UNSUPPORTED_FORMAT'));
+      assert.ok(isAppError(err, 'IMAGE_UNSUPPORTED_FORMAT'));
       assert.equal(err.status, 415);
       assert.equal(err.retriable, false);
       return true;
@@ -378,7 +378,7 @@ describe('prepareImage resources', () => {
     assert.equal(settled.length, 200);
     assert.equal(settled.filter((s) => s.status === 'fulfilled').length, 160);
     for (const s of settled) {
-      if (s.status === 'rejected') assert.ok(isScreeningError(s.reason, 'IMAGE_CORRUPT'), String(s.reason));
+      if (s.status === 'rejected') assert.ok(isAppError(s.reason, 'IMAGE_CORRUPT'), String(s.reason));
     }
     assert.deepEqual(sharp.counters(), { queue: 0, process: 0 });
   });

@@ -8,7 +8,7 @@ import { before, describe, test, type TestContext } from 'node:test';
 import express from 'express';
 import { pino } from 'pino';
 import { loadConfig, type ServiceConfig } from '../../src/config.js';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { checkCsrf, createReviewAuth, hashPassword, verifyPassword, type ReviewAuth, PROXY_SESSIONS_PER_USER } from '../../src/review/auth.js';
 import { authMiddleware, loginRouter, requireCsrf, requireLead, requireSession, reviewErrorHandler, safeNext } from '../../src/review/auth-http.js';
 import { openReviewDb, type ReviewDb } from '../../src/review/db.js';
@@ -53,7 +53,7 @@ function setup(t: TestContext, auth: AuthSection = {}, extra: Record<string, unk
 async function rejects(promise: Promise<unknown>, code: string): Promise<unknown> {
   let caught: unknown;
   await promise.then(() => assert.fail(`expected ${code}`), (err: unknown) => (caught = err));
-  assert.ok(isScreeningError(caught), String(caught));
+  assert.ok(isAppError(caught), String(caught));
   assert.equal(caught.code, code);
   return caught;
 }
@@ -160,7 +160,7 @@ describe('review sign-in and sessions', () => {
     assert.notEqual(a.csrf, b.csrf);
     assert.doesNotThrow(() => checkCsrf(a, a.csrf));
     for (const supplied of [undefined, '', b.csrf, a.csrf.slice(1)]) {
-      assert.throws(() => checkCsrf(a, supplied), (err: unknown) => isScreeningError(err, 'REVIEW_CSRF_INVALID'));
+      assert.throws(() => checkCsrf(a, supplied), (err: unknown) => isAppError(err, 'REVIEW_CSRF_INVALID'));
     }
   });
 });

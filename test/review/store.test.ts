@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { appliedMigrations, openReviewDb, SCHEMA_VERSION, type ReviewDb } from '../../src/review/db.js';
 import { createReviewStore, type ReviewStore } from '../../src/review/store.js';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { REPO_ROOT } from '../../src/config.js';
 import { checkReviewDecision } from '../../src/contracts/index.js';
 import { flaggedMessage } from '../helpers/review.js';
@@ -30,7 +30,7 @@ function withStore(fn: (store: ReviewStore, db: ReviewDb, clock: { t: number }, 
   };
 }
 
-const code = (c: string) => (err: unknown) => isScreeningError(err) && err.code === c;
+const code = (c: string) => (err: unknown) => isAppError(err) && err.code === c;
 
 test('a new database is migrated through every version in order, and reopening it applies nothing twice', withStore((_s, db, _c, file) => {
   assert.deepEqual(appliedMigrations(db).map((m) => m.version), [1, 2]);

@@ -7,7 +7,7 @@ import { before, describe, test, type TestContext } from 'node:test';
 import express from 'express';
 import { pino } from 'pino';
 import { loadConfig, type ServiceConfig } from '../../src/config.js';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { createReviewAuth, hashPassword, LoginThrottledError, type ReviewAuth } from '../../src/review/auth.js';
 import { authMiddleware, loginRouter, requireSession, reviewErrorHandler } from '../../src/review/auth-http.js';
 import { openReviewDb } from '../../src/review/db.js';
@@ -55,7 +55,7 @@ function setup(t: TestContext, auth: AuthSection = {}) {
 async function rejects(promise: Promise<unknown>, code: string): Promise<unknown> {
   let caught: unknown;
   await promise.then(() => assert.fail(`expected ${code}`), (err: unknown) => (caught = err));
-  assert.ok(isScreeningError(caught), String(caught));
+  assert.ok(isAppError(caught), String(caught));
   assert.equal(caught.code, code);
   return caught;
 }

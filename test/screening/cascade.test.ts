@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig, REPO_ROOT } from '../../src/config.js';
-import { isScreeningError } from '../../src/errors.js';
-import { createMetrics } from '../../src/metrics.js';
+import { isAppError } from '../../src/errors.js';
+import { createMetrics } from '../../src/screening/metrics.js';
 import { openSessionCount } from '../../src/model/engine.js';
 import { readManifest } from '../../src/model/manifest.js';
 import { createScreeningService, type ScreeningService } from '../../src/screening/service.js';
@@ -129,7 +129,7 @@ describe('a two-stage cascade in the service', () => {
 
   test('a cascade naming a model that is not loaded refuses to start, listing the problem, and leaks no session', async () => {
     await assert.rejects(cascadeService(EVERY, {}, [SMALL]), (err: unknown) => {
-      assert.ok(isScreeningError(err, 'CASCADE_INVALID'));
+      assert.ok(isAppError(err, 'CASCADE_INVALID'));
       assert.match(err.message, /is not among the loaded models/);
       return true;
     });
@@ -146,7 +146,7 @@ describe('a two-stage cascade in the service', () => {
       const manifestFile = path.join(bigCopy, 'model.json');
       const manifest = JSON.parse(await readFile(manifestFile, 'utf8')) as { name: string };
       await writeFile(manifestFile, JSON.stringify({ ...manifest, name: 'renamed' }));
-      await assert.rejects(service.reload(), (err: unknown) => isScreeningError(err, 'CASCADE_INVALID'));
+      await assert.rejects(service.reload(), (err: unknown) => isAppError(err, 'CASCADE_INVALID'));
       assert.equal(openSessionCount(), 2, 'the refused generation\'s sessions were released');
       assert.deepEqual((await service.screen({ bytes: photo, source: 'http' })).cascade?.ran, [small, big]);
     } finally {

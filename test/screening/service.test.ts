@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import sharp from 'sharp';
 import { loadConfig } from '../../src/config.js';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { openSessionCount } from '../../src/model/engine.js';
 import { readManifest, writeManifest } from '../../src/model/manifest.js';
 import { createScreeningService, type ScreeningService, type ScreenResult } from '../../src/screening/service.js';
@@ -90,7 +90,7 @@ describe('hot reload', () => {
     const broken = good.replace(/"schema_version": \d+/, '"schema_version": 99');
     assert.notEqual(broken, good);
     await writeFile(manifestPath, broken);
-    await assert.rejects(service.reload(), (err: unknown) => isScreeningError(err, 'MODEL_MANIFEST_INVALID'));
+    await assert.rejects(service.reload(), (err: unknown) => isAppError(err, 'MODEL_MANIFEST_INVALID'));
     const result = await service.screen({ bytes: await jpegOf('plain_ceramic', 80, 80, 7), source: 'http' });
     assert.deepEqual(result.classifiers.map((c) => c.version), ['1.0.0-old']);
     assert.deepEqual(service.models().map((m) => [m.version, m.generation]), [['1.0.0-old', 1]]);

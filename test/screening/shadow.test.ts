@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig, REPO_ROOT, type ServiceConfig } from '../../src/config.js';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { openSessionCount } from '../../src/model/engine.js';
 import { readManifest, writeManifest } from '../../src/model/manifest.js';
 import { createScreeningService, type ScreeningEvents, type ScreeningService, type ScreenResult } from '../../src/screening/service.js';
@@ -156,7 +156,7 @@ describe('shadow mode on live traffic', () => {
     try {
       await symlink(outside, link);
       for (const dir of ['/etc', path.join(tmp, '..'), path.join(tmp, 'same', '..', '..', path.basename(outside)), link]) {
-        await assert.rejects(service.setShadow(dir), (err: unknown) => isScreeningError(err, 'SHADOW_DIR_FORBIDDEN'), dir);
+        await assert.rejects(service.setShadow(dir), (err: unknown) => isAppError(err, 'SHADOW_DIR_FORBIDDEN'), dir);
       }
       assert.equal(service.shadowStatus().candidate, null);
       // The models root is allowed without being listed.
@@ -175,8 +175,8 @@ describe('shadow mode on live traffic', () => {
     manifest.sha256 = '0'.repeat(64);
     await writeManifest(broken, manifest);
     const sessions = openSessionCount();
-    await assert.rejects(service.setShadow(broken), (err: unknown) => isScreeningError(err, 'MODEL_CHECKSUM_MISMATCH'));
-    await assert.rejects(service.setShadow(path.join(tmp, 'missing')), (err: unknown) => isScreeningError(err, 'MODEL_FILE_MISSING'));
+    await assert.rejects(service.setShadow(broken), (err: unknown) => isAppError(err, 'MODEL_CHECKSUM_MISMATCH'));
+    await assert.rejects(service.setShadow(path.join(tmp, 'missing')), (err: unknown) => isAppError(err, 'MODEL_FILE_MISSING'));
     assert.equal(openSessionCount(), sessions);
     const status = service.shadowStatus();
     assert.equal(status.candidate?.directory, dirs.same);

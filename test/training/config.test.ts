@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { readFile } from 'node:fs/promises';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { loadTrainConfig, parseTrainConfig, trainConfigProblems, withLabelsFile, withRelativeDataPaths } from '../../src/training/config.js';
 import { REPO_ROOT } from '../../src/training/python-env.js';
 
@@ -35,7 +35,7 @@ describe('training config validation', () => {
     assert.ok(problems.includes('Optimizer.lr: missing key "learning_rate"'), problems.join('\n'));
     assert.ok(problems.includes('(top level): unknown key "Extra"'), problems.join('\n'));
     assert.throws(() => parseTrainConfig(cfg, 'bad.yaml'), (err: unknown) => {
-      assert.ok(isScreeningError(err, 'TRAIN_CONFIG_INVALID'));
+      assert.ok(isAppError(err, 'TRAIN_CONFIG_INVALID'));
       assert.match(err.message, /bad\.yaml has 5 problem\(s\)/);
       return true;
     });
@@ -65,7 +65,7 @@ describe('training config validation', () => {
   });
 
   test('YAML syntax errors and missing files are TRAIN_CONFIG_INVALID, not crashes', async () => {
-    await assert.rejects(loadTrainConfig(path.join(CONFIG_DIR, 'does-not-exist.yaml')), (e: unknown) => isScreeningError(e, 'TRAIN_CONFIG_INVALID'));
+    await assert.rejects(loadTrainConfig(path.join(CONFIG_DIR, 'does-not-exist.yaml')), (e: unknown) => isAppError(e, 'TRAIN_CONFIG_INVALID'));
   });
 
   test('a manifest records the labels file relative to the checkout, not as one machine\'s absolute path', async () => {

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { parseCsv, readDataset } from '../../src/training/dataset.js';
 
 describe('datasets on the Node side', () => {
@@ -45,7 +45,7 @@ describe('datasets on the Node side', () => {
 
   test('a CSV without path or class columns, or a missing root, is DATASET_INVALID', async () => {
     await writeFile(path.join(tmp, 'bad.csv'), 'file,label\na.jpg,ivory\n');
-    await assert.rejects(readDataset({ root: tmp, labels: 'bad.csv' }), (e: unknown) => isScreeningError(e, 'DATASET_INVALID'));
-    await assert.rejects(readDataset({ root: path.join(tmp, 'nope') }), (e: unknown) => isScreeningError(e, 'DATASET_INVALID'));
+    await assert.rejects(readDataset({ root: tmp, labels: 'bad.csv' }), (e: unknown) => isAppError(e, 'DATASET_INVALID'));
+    await assert.rejects(readDataset({ root: path.join(tmp, 'nope') }), (e: unknown) => isAppError(e, 'DATASET_INVALID'));
   });
 });

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { REPO_ROOT } from '../../src/config.js';
 import { readDataset } from '../../src/training/dataset.js';
 import { openLabeledSet, readKnownClasses, type LabeledSetReport } from '../../src/training/labeled-set.js';
-import { createFetcher } from '../../src/transport/fetcher.js';
+import { createFetcher } from '../../src/net/fetcher.js';
 import type { ReviewDecision } from '../../src/contracts/index.js';
 import { jpegOf } from '../helpers/images.js';
 import { TEST_MODEL_DIRS } from '../helpers/server.js';

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { loadClassifier } from '../../src/model/engine.js';
 import { readManifest } from '../../src/model/manifest.js';
 import { defaultLabels } from '../../src/training/model-dir.js';
@@ -75,7 +75,7 @@ describe('importing PaddleClas .pdparams', () => {
     await assert.rejects(
       importPdparams({ pdparams: weights, arch: 'ResNet34_vd', labels: labelsOf(5), out: path.join(tmp, 'bad'), name: 'bad', version: '0.0.1', imageSize: 64, resizeShort: 73, mean: MEAN, std: STD }),
       (err: unknown) => {
-        assert.ok(isScreeningError(err, 'TRAIN_FAILED'));
+        assert.ok(isAppError(err, 'TRAIN_FAILED'));
         assert.match(err.message, /missing: blocks\.\d+\.conv0\.conv\.weight/);
         return true;
       },

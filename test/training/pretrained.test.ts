@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { REPO_ROOT } from '../../src/config.js';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { loadClassifier, type Classifier } from '../../src/model/engine.js';
 import { imageToTensor, tensorSpecOf } from '../../src/preprocess/index.js';
 import { exportOnnx, paddleLogits } from '../../src/training/pipeline.js';
@@ -107,7 +107,7 @@ describe('EfficientNet-Lite0 ImageNet weights from the pinned package', { skip }
 
   test('weights of another width are refused with every mismatch listed', async () => {
     await assert.rejects(exportOnnx(weights, 'EfficientNetLite2', 1000, path.join(tmp, 'wrong.onnx')), (err: unknown) => {
-      assert.ok(isScreeningError(err, 'TRAIN_FAILED'));
+      assert.ok(isAppError(err, 'TRAIN_FAILED'));
       assert.match(err.message, /missing: blocks\.20\.project\.conv\.weight/);
       assert.match(err.message, /shape: blocks\.3\.project\.conv\.weight: file \[40, 144, 1, 1\] vs model \[24, 144, 1, 1\]/);
       return true;

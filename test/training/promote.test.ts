@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readManifest, writeManifest } from '../../src/model/manifest.js';
-import type { RunningServer } from '../../src/server.js';
+import type { RunningServer } from '../../src/screening/server.js';
 import { nextMinor, promoteModel } from '../../src/training/promote.js';
 import { copyModel } from '../helpers/models.js';
 import { startTestServer, TEST_MODEL_DIRS } from '../helpers/server.js';

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { PROTOCOL, PYTHON_SRC, pythonEnvReady, runWildtrain, venvPython } from '../../src/training/python-env.js';
 import { checkPythonResult, TRAINING_SUMMARY_SCHEMA } from '../../src/training/python-results.js';
 
@@ -29,7 +29,7 @@ describe('the wildtrain protocol', () => {
 
   test('a training summary of the wrong shape is refused with every problem listed', () => {
     assert.throws(() => checkPythonResult(TRAINING_SUMMARY_SCHEMA, { arch: 'ResNet18_vd', classes: [], mean: [0.5, 0.5], epochs: 'two' }, 'runs/x/training.json'), (err: unknown) => {
-      assert.ok(isScreeningError(err, 'TRAIN_RESULT_INVALID'));
+      assert.ok(isAppError(err, 'TRAIN_RESULT_INVALID'));
       const message = (err as Error).message;
       for (const part of ['runs/x/training.json', 'classes', 'mean', 'epochs', 'history', 'calibration']) assert.match(message, new RegExp(part), part);
       return true;
@@ -45,6 +45,6 @@ describe('the wildtrain protocol', () => {
       assert.match(failure.stderr.trim().split('\n').at(-1)!, /^error: .*nonexistent/);
       assert.doesNotMatch(failure.stderr, /Traceback/);
     }
-    await assert.rejects((await runWildtrain(args)).done, (err: unknown) => isScreeningError(err, 'TRAIN_FAILED') && /nonexistent/.test((err as Error).message) && !/Traceback/.test((err as Error).message));
+    await assert.rejects((await runWildtrain(args)).done, (err: unknown) => isAppError(err, 'TRAIN_FAILED') && /nonexistent/.test((err as Error).message) && !/Traceback/.test((err as Error).message));
   });
 });

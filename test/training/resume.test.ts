@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { loadTrainConfig } from '../../src/training/config.js';
 import { REPO_ROOT, runWildtrain } from '../../src/training/python-env.js';
 import { makeSyntheticDataset } from '../helpers/synthetic.js';
@@ -36,7 +36,7 @@ test('Ctrl-C saves a checkpoint and --resume finishes the run from it', async ()
   // Interrupt once the first epoch is on record, as a user pressing Ctrl-C would.
   while (!(await events(log)).some((e) => e.event === 'epoch')) await new Promise((r) => setTimeout(r, 100));
   first.child.kill('SIGINT');
-  await assert.rejects(first.done, (err: unknown) => isScreeningError(err, 'TRAIN_INTERRUPTED'));
+  await assert.rejects(first.done, (err: unknown) => isAppError(err, 'TRAIN_INTERRUPTED'));
   const checkpoint = JSON.parse(await readFile(path.join(work, 'checkpoints', 'latest.json'), 'utf8')) as { epoch: number };
   assert.ok(checkpoint.epoch >= 1 && checkpoint.epoch < 8, `checkpoint at epoch ${checkpoint.epoch}`);
   assert.ok((await events(log)).some((e) => e.event === 'interrupted'));

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { isScreeningError } from '../../src/errors.js';
+import { isAppError } from '../../src/errors.js';
 import { loadClassifier } from '../../src/model/engine.js';
 import { readManifest } from '../../src/model/manifest.js';
 import { loadTrainConfig } from '../../src/training/config.js';
@@ -143,6 +143,6 @@ describe('npm run ssld with an online teacher of another architecture (tiny conf
     await assert.rejects(runSsld({
       config: { ...config, SSLD: { ...config.SSLD, teacher: teachers.lite0.dir, teacher_weights: missing, distill: { ...config.SSLD.distill, online: true } } },
       configPath: 'ssld-tiny.yaml', out: path.join(tmp, 'never'), workDir: path.join(tmp, 'never-work'), dataRoot: data.root, name: 'never', version: '0.0.0', log: () => undefined,
-    }), (err: unknown) => isScreeningError(err, 'SSLD_TEACHER_WEIGHTS_MISSING') && (err as Error).message.includes(missing));
+    }), (err: unknown) => isAppError(err, 'SSLD_TEACHER_WEIGHTS_MISSING') && (err as Error).message.includes(missing));
   });
 });

@@ -1,5 +1,5 @@
 /** Tiny flag parser for the toolchain CLIs: `--key value`, `--flag`; unknown flags are errors. */
-import { ScreeningError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 
 export interface FlagSpec {
   [name: string]: { type: 'string' | 'boolean'; required?: boolean; help: string };
@@ -25,11 +25,11 @@ export function parseFlags(argv: string[], spec: FlagSpec, usage: string): Recor
     else out[name] = argv[++i];
   }
   for (const [name, entry] of Object.entries(spec)) if (entry.required && out[name] === undefined) problems.push(`--${name} is required`);
-  if (problems.length) throw new ScreeningError('CLI_USAGE', `${problems.join('; ')}.\n${usage} (--help lists the options)`);
+  if (problems.length) throw new AppError('CLI_USAGE', `${problems.join('; ')}.\n${usage} (--help lists the options)`);
   return out;
 }
 
-/** Runs a CLI body: ScreeningErrors print as `CODE: message` and exit non-zero, without a stack. */
+/** Runs a CLI body: AppErrors print as `CODE: message` and exit non-zero, without a stack. */
 export function runCli(main: () => Promise<number | void>): void {
   main().then(
     (code) => process.exit(code ?? 0),

@@ -10,7 +10,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../../config.js';
-import { ScreeningError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { tradeScore } from '../../policy/cascade.js';
 import { decide } from '../../policy/index.js';
 import { chooseBand, withBand } from '../cascade-band.js';
@@ -24,7 +24,7 @@ const USAGE = 'usage: npm run cascade:calibrate -- --data ROOT --labels CSV --sp
 function fraction(value: string | boolean | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!(n >= 0 && n < 1)) throw new ScreeningError('CLI_USAGE', `--${name} takes a number in [0, 1), got ${String(value)}.`);
+  if (!(n >= 0 && n < 1)) throw new AppError('CLI_USAGE', `--${name} takes a number in [0, 1), got ${String(value)}.`);
   return n;
 }
 
@@ -40,13 +40,13 @@ runCli(async () => {
     json: { type: 'boolean', help: 'print one JSON object on stdout' },
   }, USAGE);
   const split = String(flags.split);
-  if (split === 'val') throw new ScreeningError('CLI_USAGE', 'calibrating on val would tune the val numbers; use a held-out split of train (npm run ssld:split -- --holdout).');
+  if (split === 'val') throw new AppError('CLI_USAGE', 'calibrating on val would tune the val numbers; use a held-out split of train (npm run ssld:split -- --holdout).');
   const targets = { maxRecallLoss: fraction(flags['max-recall-loss'], 0, 'max-recall-loss'), maxPrecisionLoss: fraction(flags['max-precision-loss'], 0.005, 'max-precision-loss') };
   const config = loadConfig(process.env);
   const stages = config.cascade.stages;
-  if (stages.length !== 2) throw new ScreeningError('CLI_USAGE', `the served config has ${stages.length} cascade stage(s); this calibrates a two-stage cascade (set cascade.stages to the two models first).`);
+  if (stages.length !== 2) throw new AppError('CLI_USAGE', `the served config has ${stages.length} cascade stage(s); this calibrates a two-stage cascade (set cascade.stages to the two models first).`);
   const dataset = await readDataset({ root: String(flags.data), labels: String(flags.labels), split });
-  if (dataset.samples.length === 0) throw new ScreeningError('DATASET_INVALID', `no images in split ${split}.`);
+  if (dataset.samples.length === 0) throw new AppError('DATASET_INVALID', `no images in split ${split}.`);
   const scored = await scoreServed({ config, dataset, threads: flags.threads ? Number(flags.threads) : undefined, onProgress: progressPerModel() });
   const overrides = config.models.thresholds;
   const items = scored.photos.map((p) => ({

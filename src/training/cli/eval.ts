@@ -14,7 +14,7 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { loadClassifier } from '../../model/engine.js';
 import { readManifest, writeManifest } from '../../model/manifest.js';
 import { readDataset } from '../dataset.js';
@@ -43,13 +43,13 @@ runCli(async () => {
     threads: { type: 'string', help: 'ONNX Runtime intra-op threads (default: all cores)' },
     compare: { type: 'string', help: 'a second model directory (the one in service): evaluate both on the same images and compare; with --record the comparison goes into --model\'s model.json, which npm run model:promote checks' },
   }, USAGE);
-  if (Boolean(flags.served) === (flags.model !== undefined)) throw new ScreeningError('CLI_USAGE', `give exactly one of --model and --served\n${USAGE}`);
-  if (flags.served && (flags.calibrate !== undefined || flags.record || flags.compare)) throw new ScreeningError('CLI_USAGE', '--served evaluates the served set as it is: --calibrate, --record and --compare need --model.');
+  if (Boolean(flags.served) === (flags.model !== undefined)) throw new AppError('CLI_USAGE', `give exactly one of --model and --served\n${USAGE}`);
+  if (flags.served && (flags.calibrate !== undefined || flags.record || flags.compare)) throw new AppError('CLI_USAGE', '--served evaluates the served set as it is: --calibrate, --record and --compare need --model.');
   const target = flags.calibrate === undefined ? undefined : flags.calibrate === 'f1' ? null : Number(flags.calibrate);
-  if (typeof target === 'number' && !(target > 0 && target < 1)) throw new ScreeningError('CLI_USAGE', '--calibrate takes a precision between 0 and 1 (e.g. 0.9) or "f1".');
+  if (typeof target === 'number' && !(target > 0 && target < 1)) throw new AppError('CLI_USAGE', '--calibrate takes a precision between 0 and 1 (e.g. 0.9) or "f1".');
   const modelDir = String(flags.model);
   const dataset = await readDataset({ root: String(flags.data), labels: flags.labels ? String(flags.labels) : undefined, split: flags.split ? String(flags.split) : null });
-  if (dataset.samples.length === 0) throw new ScreeningError('DATASET_INVALID', `no images${flags.split ? ` in split ${String(flags.split)}` : ''}.`);
+  if (dataset.samples.length === 0) throw new AppError('DATASET_INVALID', `no images${flags.split ? ` in split ${String(flags.split)}` : ''}.`);
   if (flags.served) return servedCli(dataset, flags);
   if (flags.compare) return compareCli(modelDir, String(flags.compare), dataset, flags);
   const classifier = await loadClassifier(modelDir, { intraOpThreads: flags.threads ? Number(flags.threads) : 0 });

@@ -9,7 +9,7 @@
  * only the FC head is re-initialised and the tool says so: fine-tune that model before serving it.
  */
 import { readFile } from 'node:fs/promises';
-import { ScreeningError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { ARCHITECTURES, type ModelManifest } from '../../model/manifest.js';
 import { readDataset } from '../dataset.js';
 import { defaultLabels } from '../model-dir.js';
@@ -48,15 +48,15 @@ runCli(async () => {
   const out = String(flags.out);
   if (flags.pretrained !== undefined) {
     const clashing = ['pdparams', 'arch', 'labels', 'trade-relevant', 'image-size', 'resize-short'].filter((k) => flags[k] !== undefined);
-    if (clashing.length) throw new ScreeningError('CLI_USAGE', `--pretrained sets the weights, labels and preprocessing itself; drop ${clashing.map((k) => `--${k}`).join(', ')}.`);
+    if (clashing.length) throw new AppError('CLI_USAGE', `--pretrained sets the weights, labels and preprocessing itself; drop ${clashing.map((k) => `--${k}`).join(', ')}.`);
     const result = await importPretrained(String(flags.pretrained), out, { modelName: flags.name as string | undefined, version: flags.version as string | undefined });
     process.stderr.write(`imported ${result.loaded} tensors into ${out} (${result.manifest.architecture}, ${result.manifest.labels.length} ImageNet classes; ${result.manifest.pretrained.source})\n`);
     return;
   }
   const missing = ['pdparams', 'arch', 'labels'].filter((k) => flags[k] === undefined);
-  if (missing.length) throw new ScreeningError('CLI_USAGE', `${missing.map((k) => `--${k}`).join(', ')} required (or --pretrained).\n${USAGE}`);
+  if (missing.length) throw new AppError('CLI_USAGE', `${missing.map((k) => `--${k}`).join(', ')} required (or --pretrained).\n${USAGE}`);
   const arch = String(flags.arch) as ModelManifest['architecture'];
-  if (!ARCHITECTURES.includes(arch)) throw new ScreeningError('CLI_USAGE', `--arch must be one of ${ARCHITECTURES.join(', ')}.`);
+  if (!ARCHITECTURES.includes(arch)) throw new AppError('CLI_USAGE', `--arch must be one of ${ARCHITECTURES.join(', ')}.`);
   const relevant = new Set(String(flags['trade-relevant'] ?? '').split(',').map((s) => s.trim()).filter(Boolean));
   const labels = await readLabels(String(flags.labels), relevant);
   const result = await importPdparams({

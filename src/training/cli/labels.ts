@@ -16,11 +16,11 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pino } from 'pino';
 import { loadConfig } from '../../config.js';
-import { ScreeningError } from '../../errors.js';
-import { createFetcher } from '../../transport/fetcher.js';
+import { AppError } from '../../errors.js';
+import { createFetcher } from '../../net/fetcher.js';
 import { REVIEW_DECISIONS_TOPIC } from '../../contracts/index.js';
-import { createLabelsMetrics } from '../../metrics.js';
-import { createReviewDecisionConsumer, DEFAULT_LABELS_GROUP_ID, type ReviewDecisionConsumer } from '../../transport/kafka/review-decisions.js';
+import { createLabelsMetrics } from '../metrics.js';
+import { createReviewDecisionConsumer, DEFAULT_LABELS_GROUP_ID, type ReviewDecisionConsumer } from '../review-decisions.js';
 import { LABELS_FILE, openLabeledSet, readKnownClasses, REPORT_FILE, type LabeledSetReport } from '../labeled-set.js';
 import { parseFlags, runCli } from './args.js';
 
@@ -70,7 +70,7 @@ async function compileCommand(argv: string[]): Promise<number> {
 function positiveInt(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new ScreeningError('CLI_USAGE', `--${name} takes a positive integer, got ${String(value)}.`);
+  if (!Number.isInteger(n) || n < 1) throw new AppError('CLI_USAGE', `--${name} takes a positive integer, got ${String(value)}.`);
   return n;
 }
 
@@ -91,7 +91,7 @@ async function consumeCommand(argv: string[]): Promise<number> {
   // production servers does not apply to this offline tool.
   const config = loadConfig({ ...process.env, NODE_ENV: undefined });
   const brokers = flags.brokers ? String(flags.brokers).split(',').map((s) => s.trim()).filter(Boolean) : [...config.kafka.brokers];
-  if (brokers.length === 0) throw new ScreeningError('CLI_USAGE', `--brokers or KAFKA_BROKERS is required.\n${USAGE}`);
+  if (brokers.length === 0) throw new AppError('CLI_USAGE', `--brokers or KAFKA_BROKERS is required.\n${USAGE}`);
   const compileEvery = positiveInt(flags['compile-every'], 'compile-every', 100);
   const compileIntervalMs = positiveInt(flags['compile-interval'], 'compile-interval', 60) * 1000;
   const dlq = flags.dlq === undefined ? config.kafka.topics.dlq : String(flags.dlq) === 'none' ? null : String(flags.dlq);
@@ -161,7 +161,7 @@ async function consumeCommand(argv: string[]): Promise<number> {
 
 /** /metrics for Prometheus and /healthz (200 while consuming) for the orchestrator's probes. */
 async function serveMetrics(consumer: ReviewDecisionConsumer, port: number, host: string): Promise<Server> {
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ScreeningError('CLI_USAGE', `--metrics-port takes a port number, got ${port}.`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new AppError('CLI_USAGE', `--metrics-port takes a port number, got ${port}.`);
   const registry = createLabelsMetrics(consumer);
   const server = createServer((req, res) => {
     if (req.method === 'GET' && req.url === '/metrics') {
@@ -179,5 +179,5 @@ runCli(async () => {
   const [command, ...rest] = process.argv.slice(2);
   if (command === 'compile') return compileCommand(rest);
   if (command === 'consume') return consumeCommand(rest);
-  throw new ScreeningError('CLI_USAGE', `unknown command ${command ?? '(none)'}: use "consume" or "compile".\n${USAGE}`);
+  throw new AppError('CLI_USAGE', `unknown command ${command ?? '(none)'}: use "consume" or "compile".\n${USAGE}`);
 });

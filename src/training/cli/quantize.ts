@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ScreeningError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { readDataset } from '../dataset.js';
 import { quantizeModelDir } from '../pipeline.js';
 import { parseFlags, runCli } from './args.js';
@@ -21,7 +21,7 @@ runCli(async () => {
   const dataset = await readDataset({ root: String(flags.data), labels: flags.labels ? String(flags.labels) : undefined, split: String(flags.split ?? 'train') });
   const out = String(flags.out ?? `${model}-int8`);
   const method = String(flags.method ?? 'weights');
-  if (method !== 'weights' && method !== 'static') throw new ScreeningError('CLI_USAGE', '--method must be weights or static.');
+  if (method !== 'weights' && method !== 'static') throw new AppError('CLI_USAGE', '--method must be weights or static.');
   // The calibration list holds this machine's paths: keep it out of the model directories.
   const scratch = await mkdtemp(path.join(os.tmpdir(), 'wildlife-quantize-'));
   try {

@@ -6,7 +6,7 @@
  */
 import { hideLabels } from '../ssld/split.js';
 import { holdOutSplit } from '../holdout.js';
-import { ScreeningError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { parseFlags, runCli } from './args.js';
 
 const USAGE = 'usage: npm run ssld:split -- --data ROOT (--labeled 0.5 --out DIR | --holdout 0.15 --out FILE.csv)';
@@ -21,7 +21,7 @@ runCli(async () => {
     'holdout-split': { type: 'string', help: 'name of the held-out split (default calib)' },
     out: { type: 'string', required: true, help: 'directory for labeled.csv, pool.txt, hidden.csv; with --holdout, the CSV to write' },
   }, USAGE);
-  if ((flags.labeled === undefined) === (flags.holdout === undefined)) throw new ScreeningError('CLI_USAGE', `give exactly one of --labeled and --holdout\n${USAGE}`);
+  if ((flags.labeled === undefined) === (flags.holdout === undefined)) throw new AppError('CLI_USAGE', `give exactly one of --labeled and --holdout\n${USAGE}`);
   const common = { root: String(flags.data), labels: flags.labels as string | undefined, split: flags.split as string | undefined, out: String(flags.out) };
   const result = flags.holdout !== undefined
     ? await holdOutSplit({ ...common, fraction: Number(flags.holdout), heldOutSplit: flags['holdout-split'] as string | undefined })

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Ajv } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { describeSchemaError } from '../../config.js';
-import { ScreeningError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import type { ModelManifest } from '../../model/manifest.js';
 import { PRETRAINED } from '../pretrained.js';
 import { TRAIN_CONFIG_SCHEMA, trainConfigProblems, type LossEntry, type OnlineTeacherSpec, type TrainConfig } from '../config.js';
@@ -114,7 +114,7 @@ export function ssldConfigProblems(value: unknown): string[] {
 
 export function parseSsldConfig(value: unknown, source = 'config'): SsldConfig {
   const problems = ssldConfigProblems(value);
-  if (problems.length) throw new ScreeningError('TRAIN_CONFIG_INVALID', `${source} has ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  if (problems.length) throw new AppError('TRAIN_CONFIG_INVALID', `${source} has ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
   return value as SsldConfig;
 }
 
@@ -123,7 +123,7 @@ export async function loadSsldConfig(file: string): Promise<SsldConfig> {
   try {
     value = parseYaml(await readFile(file, 'utf8'));
   } catch (cause) {
-    throw new ScreeningError('TRAIN_CONFIG_INVALID', `cannot read ${file}: ${(cause as Error).message}`, { cause });
+    throw new AppError('TRAIN_CONFIG_INVALID', `cannot read ${file}: ${(cause as Error).message}`, { cause });
   }
   return parseSsldConfig(value, file);
 }

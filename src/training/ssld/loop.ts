@@ -6,7 +6,7 @@
  */
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { loadClassifier, type Classifier } from '../../model/engine.js';
 import { readManifest, writeManifest, type ModelManifest } from '../../model/manifest.js';
 import type { DatasetSpec } from '../config.js';
@@ -58,7 +58,7 @@ export const STAGES = ['teacher', 'labelled data', 'pool and dedupe', 'teacher p
 
 function sourceOf(spec: DatasetSpec, dataRoot?: string) {
   const root = dataRoot ?? spec.root;
-  if (!root) throw new ScreeningError('DATASET_INVALID', 'dataset root is not set: pass --data or set DataLoader.*.dataset.root.');
+  if (!root) throw new AppError('DATASET_INVALID', 'dataset root is not set: pass --data or set DataLoader.*.dataset.root.');
   return { root, labels: spec.name === 'CSVDataset' ? (spec.labels ?? 'labels.csv') : undefined, split: spec.split ?? null };
 }
 
@@ -114,7 +114,7 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
     try {
       await access(s.teacher_weights!);
     } catch (cause) {
-      throw new ScreeningError('SSLD_TEACHER_WEIGHTS_MISSING', `${s.teacher_weights}: distill.online needs the teacher's Paddle weights.`, { cause });
+      throw new AppError('SSLD_TEACHER_WEIGHTS_MISSING', `${s.teacher_weights}: distill.online needs the teacher's Paddle weights.`, { cause });
     }
   }
   const teacher: Classifier = await loadClassifier(s.teacher, { intraOpThreads: opts.threads ?? 0 });
@@ -132,7 +132,7 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
     const maxDistance = s.mining.phash_max_distance ?? DEFAULT_PHASH_DISTANCE;
     const labeled = await readLabeled(cfg, opts.dataRoot, evalSet.samples.map((x) => x.path), maxDistance);
     const unknown = [...new Set(labeled.samples.map((x) => x.label))].filter((l) => !classes.includes(l)).sort();
-    if (unknown.length) throw new ScreeningError('SSLD_LABELS_MISMATCH', `Not in the teacher (${teacher.manifest.name}): ${unknown.join(', ')}.`);
+    if (unknown.length) throw new AppError('SSLD_LABELS_MISMATCH', `Not in the teacher (${teacher.manifest.name}): ${unknown.join(', ')}.`);
     const analystDrops = labeled.droppedFromAnalysts.length ? `; ${labeled.droppedFromAnalysts.length} analysts' photos dropped (${labeled.droppedFromAnalysts.map((d) => d.reason).join(', ')})` : '';
     log(`  ${labeled.samples.length} labelled images (${labeled.fromAnalysts} from analysts${analystDrops}), ${evalSet.samples.length} eval images, ${classes.length} classes`);
 

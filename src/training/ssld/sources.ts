@@ -6,8 +6,8 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../../errors.js';
-import { POOL_INDEX, readPool } from '../../screening/pool.js';
+import { AppError } from '../../errors.js';
+import { POOL_INDEX, readPool } from '../../contracts/index.js';
 
 export interface PoolImage {
   path: string;
@@ -28,7 +28,7 @@ async function* walk(dir: string): AsyncGenerator<string> {
 
 export async function readPoolSource(source: string): Promise<PoolImage[]> {
   const resolved = path.resolve(source);
-  if (!existsSync(resolved)) throw new ScreeningError('DATASET_INVALID', `pool source ${source} does not exist.`);
+  if (!existsSync(resolved)) throw new AppError('DATASET_INVALID', `pool source ${source} does not exist.`);
   if ((await stat(resolved)).isDirectory()) {
     if (existsSync(path.join(resolved, POOL_INDEX))) return (await readPool(resolved)).map((e) => ({ path: e.path, sha256: e.sha256, source }));
     const images: PoolImage[] = [];

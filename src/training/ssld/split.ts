@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ScreeningError } from '../../errors.js';
+import { AppError } from '../../errors.js';
 import { csvLine, parseCsv } from '../dataset.js';
 
 export interface SplitResult {
@@ -25,13 +25,13 @@ export interface SplitResult {
  */
 export async function hideLabels(opts: { root: string; labels?: string; split?: string; labeledFraction: number; out: string }): Promise<SplitResult> {
   const { root, labeledFraction, out } = opts;
-  if (!(labeledFraction > 0 && labeledFraction < 1)) throw new ScreeningError('CLI_USAGE', '--labeled must be between 0 and 1 (exclusive).');
+  if (!(labeledFraction > 0 && labeledFraction < 1)) throw new AppError('CLI_USAGE', '--labeled must be between 0 and 1 (exclusive).');
   const split = opts.split ?? 'train';
   const csvPath = path.resolve(root, opts.labels ?? 'labels.csv');
   const [header, ...rows] = parseCsv(await readFile(csvPath, 'utf8'));
   const col = (name: string) => header?.indexOf(name) ?? -1;
   const [pathCol, classCol, splitCol] = [col('path'), col('class'), col('split')];
-  if (pathCol < 0 || classCol < 0 || splitCol < 0) throw new ScreeningError('DATASET_INVALID', `${csvPath} needs path, class and split columns.`);
+  if (pathCol < 0 || classCol < 0 || splitCol < 0) throw new AppError('DATASET_INVALID', `${csvPath} needs path, class and split columns.`);
   const byClass = new Map<string, string[][]>();
   const kept: string[][] = [];
   for (const row of rows) {

@@ -7,6 +7,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { Ajv } from 'ajv';
+import { describeSchemaError } from '../config.js';
 import { AppError } from '../errors.js';
 
 export const MANIFEST_FILE = 'model.json';
@@ -122,10 +123,8 @@ const validateSchema = ajv.compile(MANIFEST_SCHEMA);
 export function manifestProblems(value: unknown): string[] {
   const problems: string[] = [];
   if (!validateSchema(value)) {
-    for (const e of validateSchema.errors ?? []) {
-      problems.push(`${e.instancePath || '/'} ${e.message ?? 'is invalid'}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`);
-    }
-    return problems;
+    // The same wording as every other file this project validates (config, training configs).
+    return [...new Set((validateSchema.errors ?? []).map(describeSchemaError))];
   }
   const m = value as Omit<ModelManifest, 'schema_version' | 'preprocess'> & { schema_version: number; preprocess: Partial<PreprocessSpec> & Omit<PreprocessSpec, 'pixel_scale'> };
   const pre = m.preprocess;

@@ -11,7 +11,8 @@ import express, { type ErrorRequestHandler, type Request, type RequestHandler, t
 import { isAppError, AppError } from '../errors.js';
 import { toAppError } from '../net/http-errors.js';
 import { LoginThrottledError, checkCsrf, type ReviewAuth, type ReviewSession } from './auth.js';
-import { html, layout, type Principal } from './html.js';
+import type { Principal } from './auth.js';
+import { html, layout } from './html.js';
 import type { RouteTable } from './routes.js';
 
 declare global {

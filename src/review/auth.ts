@@ -10,8 +10,10 @@ import type { ServiceConfig } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Logger } from 'pino';
 import type { ReviewDb } from './db.js';
-import type { Principal } from './html.js';
 import { LoginThrottle, logLockout } from './throttle.js';
+
+/** Who is signed in: every decision, page and audit row names one. */
+export interface Principal { username: string; role: 'analyst' | 'lead' }
 
 export type ReviewConfig = ServiceConfig['review'];
 type Role = Principal['role'];

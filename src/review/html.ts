@@ -3,7 +3,8 @@
  * a model or a user goes through `escapeHtml` (or `html` tagged templates), and the CSP forbids inline
  * script and style, so a hostile listing title can neither run code nor restyle the page.
  */
-export interface Principal { username: string; role: 'analyst' | 'lead' }
+
+import type { Principal } from './auth.js';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 

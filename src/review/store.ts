@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import { AppError } from '../errors.js';
 import { reviewDecisionOf, type Decision as FlaggedDecision, type ReviewDecision, type ReviewVerdict } from '../contracts/index.js';
 import type { ReviewDb } from './db.js';
-import type { Principal } from './html.js';
+import type { Principal } from './auth.js';
 import { keepPhoto } from './photos.js';
 
 export type ItemStatus = 'pending' | 'confirmed' | 'rejected' | 'escalated';

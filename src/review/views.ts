@@ -2,7 +2,8 @@
  * Server-rendered pages of the queue. Keyboard shortcuts live in /static/review.js and only press
  * the buttons and follow the links rendered here, so every action also works without JavaScript.
  */
-import { html, type SafeHtml, type Principal } from './html.js';
+import type { Principal } from './auth.js';
+import { html, type SafeHtml } from './html.js';
 import type { DecisionRecord, ItemDetail, QueueFilter, QueueItem } from './store.js';
 
 export interface QueuePageModel {

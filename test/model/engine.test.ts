@@ -29,9 +29,9 @@ describe('model manifests', () => {
     manifest.preprocess.mean = [0.5, 0.5];
     manifest.labels.push({ ...manifest.labels[0], name: manifest.labels[0].name });
     const problems = manifestProblems(manifest);
-    assert.ok(problems.some((p) => p.includes("must have required property 'sha256'")), problems.join('\n'));
-    assert.ok(problems.some((p) => p.includes('colour')), problems.join('\n'));
-    assert.ok(problems.some((p) => p.startsWith('/preprocess/mean')), problems.join('\n'));
+    assert.ok(problems.includes('(top level): missing key "sha256"'), problems.join('\n'));
+    assert.ok(problems.includes('(top level): unknown key "colour"'), problems.join('\n'));
+    assert.ok(problems.some((p) => p.startsWith('preprocess.mean: ')), problems.join('\n'));
   });
 
   test('a trade-relevant label without a threshold, or a duplicated label, is refused', async () => {

@@ -7,8 +7,8 @@
  */
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { AppError } from '../errors.js';
-import { flagMetrics, type FlagMetrics } from './evaluate.js';
-import type { EscalationBand } from '../policy/cascade.js';
+import { flagMetrics, tally, type FlagMetrics } from './evaluate.js';
+import { escalates, type EscalationBand } from '../policy/cascade.js';
 
 export interface BandItem {
   relevant: boolean;
@@ -32,10 +32,7 @@ export interface BandChoice {
 
 function metricsOf(items: readonly BandItem[], flags: (item: BandItem, index: number) => boolean): FlagMetrics {
   const c = { tp: 0, fp: 0, fn: 0, tn: 0 };
-  items.forEach((item, i) => {
-    const f = flags(item, i);
-    if (f && item.relevant) c.tp++; else if (f) c.fp++; else if (item.relevant) c.fn++; else c.tn++;
-  });
+  items.forEach((item, i) => tally(c, flags(item, i), item.relevant));
   return flagMetrics(c);
 }
 
@@ -77,7 +74,8 @@ export function chooseBand(input: readonly BandItem[], targets: { maxRecallLoss:
   // and new photos scoring between two calibration photos fall on the nearer one's side.
   const mid = (k: number) => Math.round(((items[k - 1]!.score + items[k]!.score) / 2) * 1e6) / 1e6;
   const band = { from: a === 0 ? 0 : a >= n ? 1 : mid(a), below: b >= n ? 1 : b === 0 ? 0 : mid(b) };
-  const inBand = (it: BandItem) => it.score >= band.from && it.score < band.below;
+  // The cascade runner's own test, so the escalations counted here are the ones it will make.
+  const inBand = (it: BandItem) => escalates(band, it.score);
   return {
     band,
     escalated: items.filter(inBand).length,

@@ -5,7 +5,7 @@
 import { isAppError } from '../errors.js';
 import type { Classifier } from '../model/engine.js';
 import type { LabelSpec } from '../model/manifest.js';
-import { decide } from '../policy/index.js';
+import { decide, type ClassifierScores, type ThresholdOverrides } from '../policy/index.js';
 import { prepareImage, tensorSpecOf, writeTensor } from '../preprocess/index.js';
 import type { Dataset } from './dataset.js';
 import { readFile } from 'node:fs/promises';
@@ -37,6 +37,13 @@ export interface EvalReport {
 const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
 export function f1Of(precision: number, recall: number): number {
   return precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+}
+/** Counts one photo: flagged or not, against whether it is trade-relevant. */
+export function tally(c: BinaryCounts, flagged: boolean, relevant: boolean): void {
+  if (flagged && relevant) c.tp++;
+  else if (flagged) c.fp++;
+  else if (relevant) c.fn++;
+  else c.tn++;
 }
 export function flagMetrics(c: BinaryCounts): FlagMetrics {
   const precision = ratio(c.tp, c.tp + c.fp);
@@ -82,17 +89,25 @@ export async function predict(classifier: Classifier, dataset: Dataset, opts: { 
   return { predictions, skipped, seconds: (performance.now() - started) / 1000, inferenceSeconds };
 }
 
-export function isFlagged(name: string, labels: readonly LabelSpec[], probabilities: Float32Array): boolean {
-  return decide([{ classifier: name, version: '', labels, probabilities }]).flagged;
+/** The most confident label of the models that decided: with one model, its argmax. */
+export function predictedOf(scores: readonly ClassifierScores[]): string {
+  let predicted = '';
+  let best = -1;
+  for (const s of scores) s.labels.forEach((l, i) => { if (s.probabilities[i]! > best) { best = s.probabilities[i]!; predicted = l.name; } });
+  return predicted;
 }
 
-export function score(predictions: readonly Prediction[], labels: readonly LabelSpec[], modelName = 'model') {
-  const names = labels.map((l) => l.name);
-  return scoreDecisions(predictions.map((p) => {
-    let best = 0;
-    for (let i = 1; i < p.probabilities.length; i++) if (p.probabilities[i]! > p.probabilities[best]!) best = i;
-    return { label: p.label, relevant: p.relevant, predicted: names[best]!, flagged: isFlagged(modelName, labels, p.probabilities) };
-  }), names);
+/**
+ * One photo's outcome under the service's own rule: decide() over its scores with the threshold
+ * overrides the service would apply (a config's models.thresholds; none for a model.json alone).
+ */
+export function decisionOf(label: string, relevant: boolean, scores: readonly ClassifierScores[], overrides: ThresholdOverrides = {}): Decided {
+  return { label, relevant, predicted: predictedOf(scores), flagged: decide(scores, overrides).flagged };
+}
+
+/** One model's predictions scored as the service would flag them under `overrides`. */
+export function score(predictions: readonly Prediction[], labels: readonly LabelSpec[], modelName = 'model', overrides: ThresholdOverrides = {}) {
+  return scoreDecisions(predictions.map((p) => decisionOf(p.label, p.relevant, [{ classifier: modelName, version: '', labels, probabilities: p.probabilities }], overrides)), labels.map((l) => l.name));
 }
 
 /** One image's outcome: its true class, the predicted one and the flag decision, however reached. */
@@ -110,10 +125,7 @@ export function scoreDecisions(items: readonly Decided[], names: readonly string
     const truth = rows.indexOf(p.label);
     matrix[truth]![index.get(p.predicted)!]!++;
     if (p.predicted === p.label) correct++;
-    if (p.flagged && p.relevant) counts.tp++;
-    else if (p.flagged) counts.fp++;
-    else if (p.relevant) counts.fn++;
-    else counts.tn++;
+    tally(counts, p.flagged, p.relevant);
   }
   const perClass: Record<string, ClassMetrics> = {};
   names.forEach((name, c) => {
@@ -125,82 +137,6 @@ export function scoreDecisions(items: readonly Decided[], names: readonly string
     if (support > 0 || predicted > 0) perClass[name] = { precision, recall, f1: f1Of(precision, recall), support };
   });
   return { n: items.length, top1: ratio(correct, items.length), flag: flagMetrics(counts), perClass, confusion: { labels: rows, matrix: matrix.map((r) => [...r]) }, unknownClasses: extra };
-}
-
-export interface Calibration {
-  /** A flag precision to reach, or null when the threshold maximises flag F1. */
-  targetPrecision: number | null;
-  reached: boolean;
-  commonThreshold: number;
-  thresholds: Record<string, number>;
-  before: FlagMetrics;
-  after: FlagMetrics;
-  note: string;
-}
-
-const MIN_LABEL_FLAGS = 5;
-
-/**
- * Thresholds for a target flag precision. First one common threshold on the top trade-relevant
- * score: the lowest that reaches the target (most recall), or the best-F1 one when none does. Then
- * each label whose own flags miss the target (with at least MIN_LABEL_FLAGS of them) is raised
- * until they reach it. Calibrated on the data given: report its numbers as such.
- */
-export function calibrate(predictions: readonly Prediction[], labels: readonly LabelSpec[], targetPrecision: number | null): Calibration {
-  const relevantIdx = labels.flatMap((l, i) => (l.trade_relevant ? [i] : []));
-  const top = predictions.map((p) => {
-    let best = relevantIdx[0] ?? 0;
-    for (const i of relevantIdx) if (p.probabilities[i]! > p.probabilities[best]!) best = i;
-    return { score: p.probabilities[best] ?? 0, label: best, relevant: p.relevant };
-  });
-  const countsAt = (thresholds: number[]) => {
-    const c: BinaryCounts = { tp: 0, fp: 0, fn: 0, tn: 0 };
-    predictions.forEach((p) => {
-      const flagged = relevantIdx.some((i) => p.probabilities[i]! >= thresholds[i]!);
-      if (flagged && p.relevant) c.tp++; else if (flagged) c.fp++; else if (p.relevant) c.fn++; else c.tn++;
-    });
-    return flagMetrics(c);
-  };
-  const before = countsAt(labels.map((l) => l.threshold ?? 1.1));
-  const candidates = [...new Set(top.map((t) => t.score))].sort((a, b) => a - b);
-  let common = 0.5;
-  let reached = false;
-  let bestF1 = -1;
-  for (const t of candidates) {
-    const m = countsAt(labels.map(() => t));
-    if (targetPrecision !== null && m.tp > 0 && m.precision >= targetPrecision) { common = t; reached = true; break; }
-    if (m.f1 > bestF1) { bestF1 = m.f1; common = t; }
-  }
-  if (targetPrecision === null) reached = true;
-  const thresholds = labels.map((l) => (l.trade_relevant ? common : 1.1));
-  for (const i of targetPrecision === null ? [] : relevantIdx) {
-    const mine = top.filter((t) => t.label === i && t.score >= thresholds[i]!).sort((a, b) => a.score - b.score);
-    if (mine.length < MIN_LABEL_FLAGS) continue;
-    for (let k = 0; k < mine.length; k++) {
-      const rest = mine.slice(k);
-      if (ratio(rest.filter((t) => t.relevant).length, rest.length) >= targetPrecision!) {
-        thresholds[i] = Math.max(thresholds[i]!, mine[k]!.score);
-        break;
-      }
-    }
-  }
-  const rounded = thresholds.map((t) => Math.min(1, Math.floor(t * 1e4) / 1e4));
-  const after = countsAt(rounded);
-  const out: Record<string, number> = {};
-  relevantIdx.forEach((i) => (out[labels[i]!.name] = rounded[i]!));
-  return {
-    targetPrecision,
-    reached,
-    commonThreshold: Math.floor(common * 1e4) / 1e4,
-    thresholds: out,
-    before,
-    after,
-    note: targetPrecision === null
-      ? 'One threshold for every trade-relevant label, the one with the best flag F1 on the calibration data.'
-      : reached
-        ? 'Thresholds reach the target flag precision on the calibration data; expect somewhat less on new data.'
-        : `No threshold reaches precision ${targetPrecision} on this data; the best-F1 threshold was used instead.`,
-  };
 }
 
 /** Class probabilities for unlabelled files (SSLD's teacher pass), through the same serving path. */

@@ -1,5 +1,6 @@
 /** The evaluation report as one self-contained HTML page (no external assets; opens offline). */
-import type { Calibration, ClassMetrics, EvalReport } from './evaluate.js';
+import type { Calibration } from './calibration.js';
+import type { ClassMetrics, EvalReport } from './evaluate.js';
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;

@@ -10,10 +10,10 @@ import { REPO_ROOT, type ServiceConfig } from '../config.js';
 import { loadClassifier, type Classifier } from '../model/engine.js';
 import { discoverModelDirectories } from '../model/registry.js';
 import { cascadeProblems, runCascade, type CascadeMode } from '../policy/cascade.js';
-import { decide, type ClassifierScores } from '../policy/index.js';
+import type { ClassifierScores } from '../policy/index.js';
 import { AppError } from '../errors.js';
 import type { Dataset } from './dataset.js';
-import { predict, scoreDecisions, type Decided, type EvalReport, type Prediction } from './evaluate.js';
+import { decisionOf, predict, predictedOf, scoreDecisions, type Decided, type EvalReport, type Prediction } from './evaluate.js';
 
 export interface ServedReport extends Omit<EvalReport, 'model'> {
   models: Array<{ name: string; version: string; precision: string; architecture: string; directory: string }>;
@@ -88,14 +88,6 @@ export async function scoreServed(opts: {
   };
 }
 
-/** The most confident label of the models that decided: with one model, its argmax. */
-function predictedOf(scores: readonly ClassifierScores[]): string {
-  let predicted = '';
-  let best = -1;
-  for (const s of scores) s.labels.forEach((l, i) => { if (s.probabilities[i]! > best) { best = s.probabilities[i]!; predicted = l.name; } });
-  return predicted;
-}
-
 export async function evaluateServed(opts: Parameters<typeof scoreServed>[0]): Promise<ServedReport> {
   const { config, dataset } = opts;
   const scored = await scoreServed(opts);
@@ -109,7 +101,7 @@ export async function evaluateServed(opts: Parameters<typeof scoreServed>[0]): P
   for (const photo of scored.photos) {
     const label = labelOf.get(photo.path)!;
     if (!stages.length) {
-      items.push({ label, relevant: photo.relevant, predicted: predictedOf(photo.scores), flagged: decide(photo.scores, overrides).flagged });
+      items.push(decisionOf(label, photo.relevant, photo.scores, overrides));
       continue;
     }
     const outcome = await runCascade({ mode, stages }, async (i) => photo.scores[i]!, overrides);

@@ -6,6 +6,7 @@
  * Progress (model, images done/total) always goes to stderr. --calibrate sets per-label thresholds for a target flag
  * precision on this data and writes them into model.json; --record writes the metrics there.
  * Calibrate on one split and --record on another, so the recorded numbers are not optimistic.
+ * Flags are decide()'s at model.json's thresholds: a config's overrides apply with --served only.
  *
  * npm run eval -- --served --data <root> [--labels CSV] [--split val] [--json]
  * Evaluates what `npm start` serves: the config's model directories (CONFIG_FILE, MODEL_DIRS and
@@ -16,9 +17,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../../errors.js';
 import { loadClassifier } from '../../model/engine.js';
-import { readManifest, writeManifest } from '../../model/manifest.js';
 import { readDataset } from '../dataset.js';
-import { calibrate, predict, score, type EvalReport } from '../evaluate.js';
+import { calibrate, calibratedLabels, writeBack } from '../calibration.js';
+import { predict, score, type EvalReport } from '../evaluate.js';
 import { perClassTable, renderReport } from '../report.js';
 import { compareModels, recordComparison, renderComparison } from '../ssld/compare.js';
 import type { Dataset } from '../dataset.js';
@@ -58,7 +59,7 @@ runCli(async () => {
     const { predictions, skipped, seconds, inferenceSeconds } = await predict(classifier, dataset, { onProgress: progressReporter(m.name) });
     const labels = m.labels;
     const calibration = target === undefined ? undefined : calibrate(predictions, labels, target);
-    const effectiveLabels = calibration ? labels.map((l) => ({ ...l, threshold: l.trade_relevant ? calibration.thresholds[l.name]! : null })) : labels;
+    const effectiveLabels = calibration ? calibratedLabels(labels, calibration.thresholds) : labels;
     const report: EvalReport = {
       model: { name: m.name, version: m.version, precision: m.precision, architecture: m.architecture },
       ...score(predictions, effectiveLabels, m.name),
@@ -70,21 +71,18 @@ runCli(async () => {
     await writeFile(reportPath, renderReport(report, calibration));
     const dataName = `${path.basename(path.resolve(String(flags.data)))}${flags.split ? ` split ${String(flags.split)}` : ''}`;
     if (calibration || flags.record) {
-      const fresh = await readManifest(modelDir);
-      const metrics = { ...fresh.metrics };
-      if (flags.record) {
-        metrics.eval = {
-          data: dataName,
-          n: report.n, top1: report.top1, flag: report.flag,
-          per_class_f1: Object.fromEntries(Object.entries(report.perClass).map(([k, v]) => [k, Number(v.f1.toFixed(4))])),
-          inference_images_per_second: Number(report.speed.inferenceImagesPerSecond.toFixed(2)),
-          evaluated: new Date().toISOString(),
-        };
-      }
-      if (calibration) {
-        metrics.calibration = { data: dataName, target_precision: calibration.targetPrecision, reached: calibration.reached, common_threshold: calibration.commonThreshold, before: calibration.before, after: calibration.after, note: calibration.note };
-      }
-      await writeManifest(modelDir, { ...fresh, labels: calibration ? effectiveLabels : fresh.labels, metrics });
+      await writeBack(modelDir, {
+        calibration: calibration && { result: calibration, data: dataName },
+        metrics: flags.record ? {
+          eval: {
+            data: dataName,
+            n: report.n, top1: report.top1, flag: report.flag,
+            per_class_f1: Object.fromEntries(Object.entries(report.perClass).map(([k, v]) => [k, Number(v.f1.toFixed(4))])),
+            inference_images_per_second: Number(report.speed.inferenceImagesPerSecond.toFixed(2)),
+            evaluated: new Date().toISOString(),
+          },
+        } : {},
+      });
     }
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ ...report, calibration, report: reportPath })}\n`);

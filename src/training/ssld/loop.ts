@@ -8,10 +8,11 @@ import { access, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../../errors.js';
 import { loadClassifier, type Classifier } from '../../model/engine.js';
-import { readManifest, writeManifest, type ModelManifest } from '../../model/manifest.js';
+import { readManifest, type ModelManifest } from '../../model/manifest.js';
 import type { DatasetSpec } from '../config.js';
 import { readDataset, type Dataset, type DatasetSample } from '../dataset.js';
-import { calibrate, classifyFiles, predict } from '../evaluate.js';
+import { calibrate, writeBack } from '../calibration.js';
+import { classifyFiles, predict } from '../evaluate.js';
 import { finishTraining, quantizeModelDir, runTraining, type OnlineTeacherRecord, type TrainingSummary } from '../pipeline.js';
 import { compareModels, recordComparison, renderComparison, type Comparison } from './compare.js';
 import { imagenetLabels, locatePretrained } from '../pretrained.js';
@@ -266,13 +267,8 @@ async function calibrateOn(dir: string, samples: DatasetSample[], tradeRelevant:
   const classifier = await loadClassifier(dir);
   try {
     const { predictions } = await predict(classifier, { samples, classes: [], tradeRelevant });
-    const m = classifier.manifest;
-    const result = calibrate(predictions, m.labels, target === 'f1' ? null : target);
-    const labels = m.labels.map((l) => ({ ...l, threshold: l.trade_relevant ? result.thresholds[l.name]! : null }));
-    const fresh = await readManifest(dir);
-    const updated = { ...fresh, labels, metrics: { ...fresh.metrics, calibration: { data: 'SSLD labelled train images', target_precision: result.targetPrecision, reached: result.reached, common_threshold: result.commonThreshold, before: result.before, after: result.after, note: result.note } } };
-    await writeManifest(dir, updated);
-    return updated;
+    const result = calibrate(predictions, classifier.manifest.labels, target === 'f1' ? null : target);
+    return await writeBack(dir, { calibration: { result, data: 'SSLD labelled train images' } });
   } finally {
     await classifier.dispose();
   }

@@ -1,6 +1,7 @@
 /**
  * npm run eval on a terminal: progress on stderr, the summary and the per-class table on stdout;
- * with --json, stdout is one JSON document and nothing else, however much progress there was.
+ * with --json, stdout is one JSON document and nothing else, however much progress there was;
+ * --calibrate writes thresholds that a fresh evaluation then reads back as the flags it reported.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -10,7 +11,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from '../../../src/config.js';
+import { readManifest } from '../../../src/model/manifest.js';
+import { calibratedLabels } from '../../../src/training/calibration.js';
+import type { FlagMetrics } from '../../../src/training/evaluate.js';
 import { writeFixtureLabels } from '../../helpers/fixture-labels.js';
+import { copyModel } from '../../helpers/models.js';
 import { TEST_MODEL_DIRS } from '../../helpers/server.js';
 
 const run = promisify(execFile);
@@ -19,14 +24,14 @@ const MODEL = TEST_MODEL_DIRS[0]!;
 describe('npm run eval -- --model on the terminal', () => {
   let tmp: string;
   let args: string[];
-  const evalCli = async (extra: string[]) => {
+  const evalCli = async (extra: string[], model = MODEL) => {
     const env = { ...process.env, CONFIG_FILE: '', MODEL_DIRS: '' };
-    return run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/training/cli/eval.ts'), ...args, ...extra], { cwd: REPO_ROOT, env, maxBuffer: 1 << 24 });
+    return run(process.execPath, ['--import', 'tsx', path.join(REPO_ROOT, 'src/training/cli/eval.ts'), '--model', model, ...args, ...extra], { cwd: REPO_ROOT, env, maxBuffer: 1 << 24 });
   };
 
   before(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), 'wildlife-eval-cli-'));
-    args = ['--model', MODEL, '--data', tmp, '--labels', await writeFixtureLabels(tmp), '--split', 'val', '--threads', '2', '--report', path.join(tmp, 'report.html')];
+    args = ['--data', tmp, '--labels', await writeFixtureLabels(tmp), '--split', 'val', '--threads', '2', '--report', path.join(tmp, 'report.html')];
   });
   after(async () => rm(tmp, { recursive: true, force: true }));
 
@@ -55,5 +60,18 @@ describe('npm run eval -- --model on the terminal', () => {
     }
     assert.doesNotMatch(stdout, /images \(\d+%\)/, 'no progress on stdout');
     assert.match(stderr, /images \(100%\)/);
+  });
+
+  test('--calibrate writes thresholds under which a fresh evaluation flags exactly as the calibration reported', async () => {
+    const copy = await copyModel(MODEL, path.join(tmp, 'calibrated'));
+    const before = await readManifest(copy);
+    type Calibrated = { flag: FlagMetrics; calibration: { thresholds: Record<string, number>; after: FlagMetrics } };
+    const calibrated = JSON.parse((await evalCli(['--json', '--calibrate', '0.9'], copy)).stdout) as Calibrated;
+    const written = await readManifest(copy);
+    assert.deepEqual(written.labels, calibratedLabels(before.labels, calibrated.calibration.thresholds));
+    assert.notDeepEqual(written.labels, before.labels, 'the fixture photos must move the thresholds, or this test could not see them written');
+    assert.deepEqual(calibrated.flag, calibrated.calibration.after);
+    const again = JSON.parse((await evalCli(['--json'], copy)).stdout) as Calibrated;
+    assert.deepEqual(again.flag, calibrated.calibration.after);
   });
 });

@@ -2,8 +2,8 @@
  * Image bytes → model input tensor, with sharp. The geometry and normalisation come from the
  * model's manifest (PreprocessSpec + input size), so serving matches the training-time eval
  * transform: short side resized (bilinear), centre crop, (pixel / pixelScale − mean) / std, NCHW
- * float32. Several models screening one photo share work only where their specs agree exactly
- * (prepareForModels).
+ * float32. modelInputs() is the entry point; several models screening one photo share work only
+ * where their specs agree exactly.
  */
 import sharp, { type Metadata } from 'sharp';
 import { AppError } from '../errors.js';
@@ -186,19 +186,13 @@ export function writeTensor(rgb: Buffer, spec: TensorSpec, out: Float32Array, of
   }
 }
 
-export async function imageToTensor(bytes: Uint8Array, spec: TensorSpec, limits?: ImageLimits): Promise<{ tensor: Float32Array; source: SourceInfo }> {
-  const prepared = await prepareImage(bytes, spec, limits);
-  const tensor = new Float32Array(3 * spec.size * spec.size);
-  writeTensor(prepared.rgb, spec, tensor);
-  return { tensor, source: prepared.source };
-}
-
-interface ManifestLike {
+/** What preprocessing reads of a model's manifest (src/model/manifest.ts's ModelManifest is one). */
+export interface ModelPreprocessing {
   input: { size: number };
   preprocess: { resize_short: number; mean: readonly number[]; std: readonly number[]; pixel_scale?: number; interpolation?: 'bilinear'; crop?: 'center' };
 }
 
-export function tensorSpecOf(manifest: ManifestLike): TensorSpec {
+export function tensorSpecOf(manifest: ModelPreprocessing): TensorSpec {
   const p = manifest.preprocess;
   return {
     size: manifest.input.size, resizeShort: p.resize_short, interpolation: p.interpolation ?? 'bilinear', crop: p.crop ?? 'center',
@@ -216,17 +210,25 @@ export function tensorKey(spec: TensorSpec): string {
   return JSON.stringify([geometryKey(spec), [...spec.mean], [...spec.std], spec.pixelScale ?? 255]);
 }
 
+export interface ModelInput {
+  /** NCHW float32, 3 × size × size; shared between models with equal specs, so read-only. */
+  tensor: Float32Array;
+  source: SourceInfo;
+}
+
 /**
- * One photo for several models: decodes once per distinct geometry and normalises once per
- * distinct full spec, so two models share a tensor only if every preprocessing setting agrees.
- * Results are in `specs` order; models with equal specs get the same (read-only) Float32Array.
+ * A photo → each model's input tensor, with each model's preprocessing read from its manifest: the
+ * one way the service, its shadow candidate and the evaluator prepare a photo. The header is
+ * checked once (or not at all when the caller's inspectImage() answer is given); it decodes once
+ * per distinct geometry and normalises once per distinct full spec, so models share a tensor only
+ * if every preprocessing setting agrees. Results are in `models` order.
  */
-export async function prepareForModels(bytes: Uint8Array, specs: readonly TensorSpec[], limits: ImageLimits = DEFAULT_LIMITS, inspected?: SourceInfo): Promise<Array<{ tensor: Float32Array; source: SourceInfo }>> {
-  // The header is read and checked once, however many geometries are decoded.
+export async function modelInputs(bytes: Uint8Array, models: readonly ModelPreprocessing[], limits: ImageLimits = DEFAULT_LIMITS, inspected?: SourceInfo): Promise<ModelInput[]> {
   const source = inspected ?? await inspectImage(bytes, limits);
   const decoded = new Map<string, Promise<PreparedImage>>();
-  const tensors = new Map<string, Promise<{ tensor: Float32Array; source: SourceInfo }>>();
-  return Promise.all(specs.map((spec) => {
+  const tensors = new Map<string, Promise<ModelInput>>();
+  return Promise.all(models.map((model) => {
+    const spec = tensorSpecOf(model);
     const key = tensorKey(spec);
     let tensor = tensors.get(key);
     if (!tensor) {
@@ -242,4 +244,9 @@ export async function prepareForModels(bytes: Uint8Array, specs: readonly Tensor
     }
     return tensor;
   }));
+}
+
+/** One model's input tensor: modelInputs() for a single model. */
+export async function modelInput(bytes: Uint8Array, model: ModelPreprocessing, limits: ImageLimits = DEFAULT_LIMITS, inspected?: SourceInfo): Promise<ModelInput> {
+  return (await modelInputs(bytes, [model], limits, inspected))[0]!;
 }

@@ -7,7 +7,7 @@ import type { ServiceConfig } from '../config.js';
 import type { Classifier } from '../model/engine.js';
 import { runCascade, type CascadeMode } from '../policy/cascade.js';
 import { decide, type ClassifierScores, type FlagReason } from '../policy/index.js';
-import { prepareForModels, tensorSpecOf, type SourceInfo } from '../preprocess/index.js';
+import { modelInput, modelInputs, type SourceInfo } from '../preprocess/index.js';
 
 /** With a cascade: the mode, the models that ran in order, and which one decided. */
 export interface CascadeResult { mode: CascadeMode; ran: string[]; decidedBy: string }
@@ -42,8 +42,8 @@ function scoresOf(classifier: Classifier, probabilities: Float32Array): Classifi
 /** Without a cascade: every model screens the photo, and any of them may flag it. */
 export async function screenAll(run: RunContext, bytes: Uint8Array, classifiers: readonly Classifier[]): Promise<ModelRun> {
   const t0 = performance.now();
-  // Shared between classifiers only where the full preprocessing spec agrees (see prepareForModels).
-  const tensors = await prepareForModels(bytes, classifiers.map((c) => tensorSpecOf(c.manifest)), run.images, run.inspected);
+  // Shared between classifiers only where the full preprocessing spec agrees (see modelInputs).
+  const tensors = await modelInputs(bytes, classifiers.map((c) => c.manifest), run.images, run.inspected);
   const preprocessMs = performance.now() - t0;
   const enqueuedAt = performance.now();
   const outputs = await Promise.all(classifiers.map((c, i) => run.infer(c, tensors[i]!.tensor)));
@@ -74,11 +74,11 @@ export async function screenCascade(run: RunContext, bytes: Uint8Array, stages: 
     const classifier = stages[index]!;
     const t0 = performance.now();
     // A later stage reuses the first one's header checks.
-    const [prepared] = await prepareForModels(bytes, [tensorSpecOf(classifier.manifest)], run.images, source);
-    source = prepared!.source;
+    const prepared = await modelInput(bytes, classifier.manifest, run.images, source);
+    source = prepared.source;
     const enqueuedAt = performance.now();
     timings.preprocessMs += enqueuedAt - t0;
-    const output = await run.infer(classifier, prepared!.tensor);
+    const output = await run.infer(classifier, prepared.tensor);
     timings.queueMs += output.startedAt - enqueuedAt;
     timings.inferenceMs += output.finishedAt - output.startedAt;
     ran.push({ index, ms: performance.now() - t0 });

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { isAppError, AppError } from '../errors.js';
 import { loadClassifier, type Classifier, type EngineOptions } from '../model/engine.js';
 import { decide, type ClassifierScores, type ThresholdOverrides } from '../policy/index.js';
-import { prepareImage, tensorSpecOf, writeTensor, type ImageLimits } from '../preprocess/index.js';
+import { modelInput, type ImageLimits } from '../preprocess/index.js';
 
 export type FlagAgreement = 'both' | 'primary_only' | 'candidate_only' | 'neither';
 export type ShadowOutcome = 'compared' | 'dropped' | 'failed' | 'skipped';
@@ -258,10 +258,7 @@ export class Shadow extends EventEmitter {
     await new Promise((resolve) => setImmediate(resolve));
     const { classifier, info } = slot;
     try {
-      const spec = tensorSpecOf(classifier.manifest);
-      const image = await prepareImage(bytes, spec, this.options.images);
-      const tensor = new Float32Array(classifier.inputLength);
-      writeTensor(image.rgb, spec, tensor);
+      const { tensor } = await modelInput(bytes, classifier.manifest, this.options.images);
       const [output] = await classifier.classify(tensor, 1);
       const candidate: ClassifierScores = { classifier: info.name, version: info.version, labels: classifier.manifest.labels, probabilities: output!.probabilities };
       // The candidate stands in for the primary of the same name; a renamed model for the first one.

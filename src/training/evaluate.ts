@@ -6,7 +6,7 @@ import { isAppError } from '../errors.js';
 import type { Classifier } from '../model/engine.js';
 import type { LabelSpec } from '../model/manifest.js';
 import { decide, type ClassifierScores, type ThresholdOverrides } from '../policy/index.js';
-import { prepareImage, tensorSpecOf, writeTensor } from '../preprocess/index.js';
+import { modelInput } from '../preprocess/index.js';
 import type { Dataset } from './dataset.js';
 import { readFile } from 'node:fs/promises';
 
@@ -52,7 +52,6 @@ export function flagMetrics(c: BinaryCounts): FlagMetrics {
 }
 
 export async function predict(classifier: Classifier, dataset: Dataset, opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}) {
-  const spec = tensorSpecOf(classifier.manifest);
   const modelRelevance = new Map(classifier.manifest.labels.map((l) => [l.name, l.trade_relevant]));
   const batchSize = opts.batchSize ?? 16;
   const predictions: Prediction[] = [];
@@ -64,7 +63,7 @@ export async function predict(classifier: Classifier, dataset: Dataset, opts: { 
     const chunk = dataset.samples.slice(i, i + batchSize);
     const prepared = await Promise.all(chunk.map(async (s) => {
       try {
-        return await prepareImage(await readFile(s.path), spec);
+        return await modelInput(await readFile(s.path), classifier.manifest);
       } catch (err) {
         const code = isAppError(err) ? err.code : (err as NodeJS.ErrnoException).code ?? 'READ_FAILED';
         skipped.push({ path: s.path, code, message: (err as Error).message });
@@ -72,7 +71,7 @@ export async function predict(classifier: Classifier, dataset: Dataset, opts: { 
       }
     }));
     const kept = chunk.filter((_, j) => prepared[j]);
-    prepared.filter((p) => p !== null).forEach((p, j) => writeTensor(p.rgb, spec, batch, j * classifier.inputLength));
+    prepared.filter((p) => p !== null).forEach((p, j) => batch.set(p.tensor, j * classifier.inputLength));
     if (kept.length) {
       const t0 = performance.now();
       const outputs = await classifier.classify(batch, kept.length);

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import sharp from 'sharp';
-import { DEFAULT_LIMITS, imageToTensor, tensorSpecOf, writeTensor, type TensorSpec } from '../../src/preprocess/index.js';
+import { DEFAULT_LIMITS, modelInput, tensorSpecOf, writeTensor, type ModelPreprocessing, type TensorSpec } from '../../src/preprocess/index.js';
 
 const MEAN = [0.485, 0.456, 0.406] as const;
 const STD = [0.229, 0.224, 0.225] as const;
 const spec = (size: number): TensorSpec => ({ size, resizeShort: size, mean: MEAN, std: STD });
+/** The same, as a model.json of version 1 (no pixel_scale) gives it. */
+const manifest = (size: number, resizeShort = size): ModelPreprocessing => ({ input: { size }, preprocess: { resize_short: resizeShort, mean: MEAN, std: STD } });
 const normalised = (v: number, c: number) => (v / 255 - MEAN[c]!) / STD[c]!;
 
 function assertClose(actual: number, expected: number, what: string): void {
@@ -64,19 +66,19 @@ describe('writeTensor', () => {
   });
 });
 
-describe('imageToTensor and tensorSpecOf', () => {
+describe('modelInput and tensorSpecOf', () => {
   test('a red image becomes constant planes of normalised 1, 0, 0', async () => {
     const png = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#ff0000' } }).png().toBuffer();
-    const { tensor, source } = await imageToTensor(png, { ...spec(8), resizeShort: 9 });
+    const { tensor, source } = await modelInput(png, manifest(8, 9));
     assert.equal(tensor.length, 3 * 8 * 8);
     assert.deepEqual(source, { format: 'png', width: 40, height: 30, bytes: png.length });
     const expected = [normalised(255, 0), normalised(0, 1), normalised(0, 2)];
     for (let i = 0; i < tensor.length; i++) assertClose(tensor[i]!, expected[Math.floor(i / 64)]!, `element ${i}`);
   });
 
-  test('imageToTensor passes custom limits through', async () => {
+  test('modelInput passes custom limits through', async () => {
     const png = await sharp({ create: { width: 40, height: 30, channels: 3, background: '#ff0000' } }).png().toBuffer();
-    await assert.rejects(imageToTensor(png, spec(8), { ...DEFAULT_LIMITS, minSide: 31 }), { code: 'IMAGE_TOO_SMALL' });
+    await assert.rejects(modelInput(png, manifest(8), { ...DEFAULT_LIMITS, minSide: 31 }), { code: 'IMAGE_TOO_SMALL' });
   });
 
   test('tensorSpecOf takes the size from the input and the rest from preprocess, pixel scale 255 when a v1 manifest has none', () => {

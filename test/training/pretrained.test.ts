@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { REPO_ROOT } from '../../src/config.js';
 import { isAppError } from '../../src/errors.js';
 import { loadClassifier, type Classifier } from '../../src/model/engine.js';
-import { imageToTensor, tensorSpecOf } from '../../src/preprocess/index.js';
+import { modelInput } from '../../src/preprocess/index.js';
 import { exportOnnx, paddleLogits } from '../../src/training/pipeline.js';
 import { importPretrained, locatePretrained } from '../../src/training/pretrained.js';
 import { weightsReady } from '../../src/training/python-env.js';
@@ -33,7 +33,7 @@ const EXPECTED: Record<string, string> = {
 const SHARED = path.join(REPO_ROOT, '..', 'shared', 'datasets', 'wildlife-v2', 'images');
 
 async function top1(classifier: Classifier, file: string): Promise<string> {
-  const { tensor } = await imageToTensor(await readFile(file), tensorSpecOf(classifier.manifest));
+  const { tensor } = await modelInput(await readFile(file), classifier.manifest);
   const [out] = await classifier.classify(tensor, 1);
   let best = 0;
   out!.probabilities.forEach((p, i) => { if (p > out!.probabilities[best]!) best = i; });
@@ -75,11 +75,11 @@ describe('EfficientNet-Lite0 ImageNet weights from the pinned package', { skip }
 
   test('Paddle and the exported ONNX model agree within 1e-4 on real photos', async () => {
     const files = Object.keys(EXPECTED).map((f) => path.join(FIXTURES, f));
-    const spec = tensorSpecOf(classifier.manifest);
-    const plane = 3 * spec.size * spec.size;
+    const size = classifier.manifest.input.size;
+    const plane = 3 * size * size;
     const input = new Float32Array(files.length * plane);
-    for (const [i, f] of files.entries()) input.set((await imageToTensor(await readFile(f), spec)).tensor, i * plane);
-    await writeNpy(path.join(tmp, 'x.npy'), input, [files.length, 3, spec.size, spec.size]);
+    for (const [i, f] of files.entries()) input.set((await modelInput(await readFile(f), classifier.manifest)).tensor, i * plane);
+    await writeNpy(path.join(tmp, 'x.npy'), input, [files.length, 3, size, size]);
     await paddleLogits(weights, 'EfficientNetLite0', 1000, path.join(tmp, 'x.npy'), path.join(tmp, 'y.npy'));
     const reference = await readNpy(path.join(tmp, 'y.npy'));
     const outputs = await classifier.classify(input, files.length);

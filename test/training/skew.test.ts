@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { REPO_ROOT } from '../../src/config.js';
-import { imageToTensor, type TensorSpec } from '../../src/preprocess/index.js';
+import { modelInput, tensorSpecOf, type ModelPreprocessing } from '../../src/preprocess/index.js';
 import { pythonEvalTensors } from '../../src/training/pipeline.js';
 import { readNpy } from '../helpers/npy.js';
 
@@ -23,9 +23,11 @@ import { readNpy } from '../helpers/npy.js';
 const MAX_LEVELS = 6;
 const MEAN_LEVELS = 0.6;
 
-const SPECS: Record<string, TensorSpec> = {
-  'ResNet50_vd (ImageNet mean/std, pixel scale 255, short side 128)': { size: 112, resizeShort: 128, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], pixelScale: 255 },
-  'EfficientNet-Lite0 (mean 127, std 128, pixel scale 1, short side 224 / 0.875)': { size: 224, resizeShort: 256, mean: [127, 127, 127], std: [128, 128, 128], pixelScale: 1 },
+// As model.json carries them: the service reads a model's preprocessing from there (modelInput),
+// Python is handed the same settings as tensorSpecOf reads them.
+const MODELS: Record<string, ModelPreprocessing> = {
+  'ResNet50_vd (ImageNet mean/std, pixel scale 255, short side 128)': { input: { size: 112 }, preprocess: { resize_short: 128, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], pixel_scale: 255 } },
+  'EfficientNet-Lite0 (mean 127, std 128, pixel scale 1, short side 224 / 0.875)': { input: { size: 224 }, preprocess: { resize_short: 256, mean: [127, 127, 127], std: [128, 128, 128], pixel_scale: 1 } },
 };
 
 describe('train/serve skew of the eval transform', () => {
@@ -45,7 +47,8 @@ describe('train/serve skew of the eval transform', () => {
     await rm(tmp, { recursive: true, force: true });
   });
 
-  for (const [name, spec] of Object.entries(SPECS)) {
+  for (const [name, model] of Object.entries(MODELS)) {
+    const spec = tensorSpecOf(model);
     test(`${name}: Python's eval transform and the service's give the same tensor for eight photos and a small noise image, within ${MAX_LEVELS} grey levels max and ${MEAN_LEVELS} mean`, async () => {
       assert.equal(photos.length, 9);
       const out = path.join(tmp, 'py.npy');
@@ -56,7 +59,7 @@ describe('train/serve skew of the eval transform', () => {
       const report: string[] = [];
       const worst = { max: 0, mean: 0 };
       for (let i = 0; i < photos.length; i++) {
-        const { tensor } = await imageToTensor(await readFile(photos[i]!), spec);
+        const { tensor } = await modelInput(await readFile(photos[i]!), model);
         let max = 0;
         let sum = 0;
         for (let j = 0; j < plane; j++) {

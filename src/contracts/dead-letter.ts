@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { ajv, DEFAULT_MAX_RECORD_BYTES, echo, ISO_DATE_TIME, parseWireJson, schemaReason, serializedBytes } from './json.js';
 import type { ParseResult } from './crawled.js';
+import type { ErrorCode } from '../errors.js';
 
 export const DLQ_SCHEMA = 'images.dlq/v1';
 
@@ -17,6 +18,7 @@ const MAX_KEY_CHARS = 1024;
 
 export interface DeadLetter {
   schema: typeof DLQ_SCHEMA;
+  /** A code of the error catalogue (src/errors.ts) when this project produced it. */
   code: string;
   reason: string;
   retriable: boolean;
@@ -28,7 +30,8 @@ export interface DeadLetter {
 }
 
 export interface DeadLetterInput {
-  code: string; reason: string; retriable: boolean; attempts: number;
+  /** What this project dead-letters always carries a catalogue code. */
+  code: ErrorCode; reason: string; retriable: boolean; attempts: number;
   topic: string; partition: number; offset: string; key: Buffer | null; timestamp: string; value: Buffer | null;
 }
 

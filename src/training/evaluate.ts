@@ -2,7 +2,7 @@
  * Evaluation through the serving path: the same sharp preprocessing and ONNX Runtime engine the
  * service uses, and the same policy rule for "flagged". Unreadable images are reported, not fatal.
  */
-import { isAppError } from '../errors.js';
+import { isAppError, type ErrorCode } from '../errors.js';
 import type { Classifier } from '../model/engine.js';
 import type { LabelSpec } from '../model/manifest.js';
 import { decide, type ClassifierScores, type ThresholdOverrides } from '../policy/index.js';
@@ -29,7 +29,7 @@ export interface EvalReport {
   flag: FlagMetrics;
   perClass: Record<string, ClassMetrics>;
   confusion: { labels: string[]; matrix: number[][] };
-  skipped: Array<{ path: string; code: string; message: string }>;
+  skipped: Array<{ path: string; code: ErrorCode; message: string }>;
   unknownClasses: string[];
   speed: { images: number; seconds: number; imagesPerSecond: number; inferenceImagesPerSecond: number };
 }
@@ -65,7 +65,9 @@ export async function predict(classifier: Classifier, dataset: Dataset, opts: { 
       try {
         return await modelInput(await readFile(s.path), classifier.manifest);
       } catch (err) {
-        const code = isAppError(err) ? err.code : (err as NodeJS.ErrnoException).code ?? 'READ_FAILED';
+        // A catalogue code either way: an image the service would refuse keeps its own, a file that
+        // cannot be read (missing, unreadable) is INPUT_NOT_READABLE with the system's reason.
+        const code: ErrorCode = isAppError(err) ? err.code : 'INPUT_NOT_READABLE';
         skipped.push({ path: s.path, code, message: (err as Error).message });
         return null;
       }

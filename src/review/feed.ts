@@ -15,11 +15,10 @@
  * between send and stamp sends them again; consumers dedupe by reviewId. While Kafka cannot be
  * written, decisions wait in SQLite and the publisher tries again every publishIntervalMs.
  */
-import { EventEmitter } from 'node:events';
-import type { Admin, Consumer, EachBatchPayload, Kafka, Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { OutboxEntry, ReviewStore } from './store.js';
-import { consumeDurably, createKafkaClient, durableConsumer, idempotentProducer } from '../kafka/client.js';
+import { consumeDurably, type EachBatchPayload } from '../kafka/client.js';
+import { KafkaComponent, withinDeadline, type KafkaClients, type LifecycleState } from '../kafka/component.js';
 import { parseFlagged } from '../contracts/index.js';
 
 export interface ReviewFeedOptions {
@@ -45,7 +44,7 @@ export interface ReviewFeedOptions {
   shutdownTimeoutMs?: number;
 }
 
-export type ReviewFeedState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+export type ReviewFeedState = LifecycleState;
 
 export interface ReviewFeedEvents {
   ingested: { outcome: 'added' | 'duplicate'; itemId: number; decisionId: string; topic: string; partition: number; offset: string };
@@ -90,42 +89,32 @@ const COMMIT_EVERY_MESSAGES = 50;
 /** One produce request stays under the broker's default 1 MiB limit, however long the notes are. */
 const MAX_REQUEST_BYTES = 768 * 1024;
 
-class Feed extends EventEmitter implements ReviewFeed {
-  private readonly kafka: Kafka;
-  private readonly consumer: Consumer;
-  private readonly producer: Producer;
-  private readonly admin: Admin;
-  private readonly log: Logger;
-  private current: ReviewFeedState = 'stopped';
+class Feed extends KafkaComponent implements ReviewFeed {
   private readonly counters: ReviewFeedStats = { ingested: 0, duplicates: 0, invalid: 0, deadLettered: 0, published: 0, publishFailures: 0 };
+  /** In its group: what ready() reports, with the producer's connection. */
   private consumerUp = false;
-  private producerUp = false;
-  private starting: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<number> | null = null;
   private queued: Promise<number> | null = null;
   private readonly onDecided = () => void this.publishNow().catch(() => undefined);
 
   constructor(private readonly options: ReviewFeedOptions) {
-    super();
-    const log = (this.log = options.logger.child({ component: 'review-feed' }));
-    this.kafka = createKafkaClient({ clientId: options.clientId ?? 'wildlife-review', brokers: options.brokers, log });
-    this.consumer = durableConsumer(this.kafka, options.groupId);
-    this.producer = idempotentProducer(this.kafka);
-    this.admin = this.kafka.admin();
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => { this.consumerUp = true; });
-    this.consumer.on(this.consumer.events.STOP, () => { this.consumerUp = false; });
-    this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
-      this.consumerUp = false;
-      this.emit('clientError', { kind: 'consumer_crash', error: payload.error });
-      if (!payload.restart) void this.failAfterCrash();
+    const { flaggedTopic, decisionsTopic, dlqTopic, createTopics } = options;
+    const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 30_000;
+    super({
+      clientId: options.clientId ?? 'wildlife-review', brokers: options.brokers, groupId: options.groupId, log: options.logger.child({ component: 'review-feed' }),
+      subscribe: [flaggedTopic], producer: true,
+      createTopics: createTopics ? { topics: [flaggedTopic, decisionsTopic, dlqTopic], ...createTopics } : null,
+      shutdownTimeoutMs, shutdownTimeoutMessage: 'stopping the review feed consumer exceeded the shutdown deadline',
     });
-    this.producer.on(this.producer.events.CONNECT, () => { this.producerUp = true; });
-    this.producer.on(this.producer.events.DISCONNECT, () => { this.producerUp = false; });
   }
 
-  state(): ReviewFeedState {
-    return this.current;
+  protected override onClients({ consumer }: Partial<KafkaClients>): void {
+    if (!consumer) return;
+    const { GROUP_JOIN, STOP, CRASH } = consumer.events;
+    // A stopped run's consumer may still be finishing its batch: only the current one counts.
+    consumer.on(GROUP_JOIN, () => { if (consumer === this.consumer) this.consumerUp = true; });
+    for (const event of [STOP, CRASH]) consumer.on(event, () => { if (consumer === this.consumer) this.consumerUp = false; });
   }
 
   stats(): ReviewFeedStats {
@@ -133,72 +122,41 @@ class Feed extends EventEmitter implements ReviewFeed {
   }
 
   ready(): boolean {
-    return this.current === 'running' && this.consumerUp && this.producerUp;
+    return this.state() === 'running' && this.consumerUp && this.connectedClients().includes('producer');
   }
 
-  private setState(state: ReviewFeedState): void {
-    if (this.current === state) return;
-    this.current = state;
-    this.emit('state', { state });
-  }
-
-  start(): Promise<void> {
-    this.starting ??= this.startNow();
-    return this.starting;
-  }
-
-  private async startNow(): Promise<void> {
-    this.setState('starting');
-    const { flaggedTopic, decisionsTopic, dlqTopic } = this.options;
-    try {
-      await this.admin.connect();
-      if (this.options.createTopics) {
-        const existing = new Set(await this.admin.listTopics());
-        const missing = [...new Set([flaggedTopic, decisionsTopic, dlqTopic])].filter((t): t is string => !!t && !existing.has(t));
-        if (missing.length) {
-          const { partitions, replicationFactor } = this.options.createTopics;
-          await this.admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor })) });
-          this.log.info({ topics: missing }, 'created Kafka topics');
-        }
-      }
-      await this.producer.connect();
-      await this.consumer.connect();
-      await this.consumer.subscribe({ topics: [flaggedTopic], fromBeginning: true });
-      await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.eachBatch(payload) });
-      this.consumerUp = true;
-    } catch (err) {
-      await Promise.allSettled([this.consumer.disconnect(), this.producer.disconnect(), this.admin.disconnect()]);
-      this.setState('failed');
-      this.starting = null; // a later start() tries again (the console retries while Kafka is unreachable)
-      throw err;
-    }
-    if (this.current !== 'starting') return; // stop() was called meanwhile; it takes over from here
+  protected override onRunning(): void {
+    this.consumerUp = true;
     this.options.store.on('decided', this.onDecided);
     this.timer = setInterval(() => {
       // An empty outbox costs one indexed query; a publish in flight (a slow or absent broker) is not doubled.
       if (!this.inFlight) void this.publishNow().catch(() => undefined);
     }, this.options.publishIntervalMs);
     this.timer.unref();
-    this.setState('running');
     // Decisions taken while the feed was down (or Kafka unreachable) go out first.
     void this.publishNow().catch(() => undefined);
   }
 
-  /** kafkajs gave up on the consumer: release everything, so that a later start() begins afresh. */
-  private async failAfterCrash(): Promise<void> {
-    if (this.current !== 'running') return;
-    this.starting = null;
+  protected override onHalt(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.options.store.off('decided', this.onDecided);
-    await Promise.allSettled([this.consumer.disconnect(), this.producer.disconnect(), this.admin.disconnect()]);
-    this.setState('failed');
   }
 
-  private eachBatch(payload: EachBatchPayload): Promise<void> {
+  /**
+   * Decisions taken just before shutdown need not wait for the next start. Best effort: what is not
+   * sent waits in SQLite, so running out of time here is not a failed shutdown.
+   */
+  protected override async beforeDisconnect(deadline: number): Promise<void> {
+    await withinDeadline(deadline, this.publishNow(), 'the final publish exceeded the shutdown deadline').catch((err: Error) => {
+      this.log.warn({ err }, 'the final publish did not complete; the decisions wait in the outbox for the next start');
+    });
+  }
+
+  protected override eachBatch(payload: EachBatchPayload): Promise<void> {
     return consumeDurably(payload, {
       consumer: this.consumer,
-      deadLetters: this.options.dlqTopic ? { producer: this.producer, topic: this.options.dlqTopic } : null,
+      deadLetters: this.options.dlqTopic ? { producer: this.producer!, topic: this.options.dlqTopic } : null,
       parse: parseFlagged,
       commitEvery: COMMIT_EVERY_MESSAGES,
       keep: (message, at) => {
@@ -242,14 +200,14 @@ class Feed extends EventEmitter implements ReviewFeed {
   }
 
   private async drain(): Promise<number> {
-    if (!this.producerUp) throw new Error('the review feed is not connected to Kafka');
+    if (!this.connectedClients().includes('producer')) throw new Error('the review feed is not connected to Kafka');
     const limit = this.options.publishBatch ?? 100;
     let total = 0;
     for (;;) {
       const entries = this.options.store.unpublished(limit);
       for (const chunk of chunksOf(entries)) {
         try {
-          await this.producer.send({
+          await this.producer!.send({
             topic: this.options.decisionsTopic,
             acks: -1,
             messages: chunk.map((e) => ({ key: e.decisionId, value: e.message, headers: { 'review-id': e.reviewId } })),
@@ -269,35 +227,6 @@ class Feed extends EventEmitter implements ReviewFeed {
       if (entries.length < limit) return total;
     }
   }
-
-  async stop(): Promise<void> {
-    if (this.current === 'stopped' || this.current === 'stopping') return;
-    const starting = this.current === 'starting' ? this.starting : null;
-    this.setState('stopping');
-    await starting?.catch(() => undefined); // let a start in progress finish connecting, then undo it
-    if (this.timer) clearInterval(this.timer);
-    this.options.store.off('decided', this.onDecided);
-    const deadline = Date.now() + (this.options.shutdownTimeoutMs ?? 30_000);
-    let failure: unknown = null;
-    try {
-      // Waits for the running eachBatch, which commits what is stored.
-      await within(deadline, 'stopping the review feed consumer', (async () => {
-        await this.consumer.stop();
-        await this.consumer.disconnect();
-      })());
-      // Decisions taken just before shutdown need not wait for the next start. Best effort: what is
-      // not sent waits in SQLite, so running out of time here is not a failed shutdown.
-      await within(deadline, 'the final publish', this.publishNow()).catch((err: Error) => {
-        this.log.warn({ err }, 'the final publish did not complete; the decisions wait in the outbox for the next start');
-      });
-    } catch (err) {
-      failure = err;
-    } finally {
-      await Promise.allSettled([this.consumer.disconnect(), this.producer.disconnect(), this.admin.disconnect()]);
-      this.setState('stopped');
-    }
-    if (failure) throw failure;
-  }
 }
 
 /** Consecutive entries whose messages fit one produce request (an oversized one goes alone). */
@@ -316,19 +245,6 @@ function chunksOf(entries: readonly OutboxEntry[]): OutboxEntry[][] {
     }
   }
   return chunks;
-}
-
-async function within<T>(deadline: number, what: string, work: Promise<T>): Promise<T> {
-  work.catch(() => undefined); // past the deadline, its late failure is expected and not news
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} exceeded the shutdown deadline`)), Math.max(0, deadline - Date.now()));
-  });
-  try {
-    return await Promise.race([work, expired]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 export function createReviewFeed(options: ReviewFeedOptions): ReviewFeed {

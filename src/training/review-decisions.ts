@@ -9,10 +9,9 @@
  * The sink is compiled every `compileEvery` new decisions, every `compileIntervalMs` while new
  * ones arrived, at start and on stop.
  */
-import { EventEmitter } from 'node:events';
-import { Kafka, type Admin, type Consumer, type EachBatchPayload, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
-import { consumeDurably, createKafkaClient, durableConsumer, idempotentProducer } from '../kafka/client.js';
+import { consumeDurably, type EachBatchPayload } from '../kafka/client.js';
+import { KafkaComponent, type LifecycleState } from '../kafka/component.js';
 import { parseReviewDecision, REVIEW_DECISIONS_TOPIC, type ReviewDecision } from '../contracts/index.js';
 
 export const DEFAULT_LABELS_GROUP_ID = 'wildlife-labels';
@@ -45,7 +44,7 @@ export interface ReviewDecisionConsumerOptions {
   shutdownTimeoutMs?: number;
 }
 
-export type ReviewConsumerState = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+export type ReviewConsumerState = LifecycleState;
 
 export interface ReviewConsumerEvents {
   appended: { topic: string; partition: number; offset: string; decisionId: string; duplicate: boolean };
@@ -77,88 +76,48 @@ export interface ReviewDecisionConsumer {
 /** Commit at least this often within one fetched batch. */
 const COMMIT_EVERY_MESSAGES = 50;
 
-class ReviewConsumer extends EventEmitter implements ReviewDecisionConsumer {
-  private readonly kafka: Kafka;
-  private readonly consumer: Consumer;
-  private readonly producer: Producer | null;
-  private readonly admin: Admin;
-  private readonly topic: string;
-  private readonly groupId: string;
-  private readonly log: Logger;
-  private current: ReviewConsumerState = 'stopped';
+class ReviewConsumer extends KafkaComponent implements ReviewDecisionConsumer {
   private readonly counters: ReviewConsumerStats = { appended: 0, duplicates: 0, invalid: 0, deadLettered: 0, compiles: 0 };
   private sinceCompile = 0;
   private compiling: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: ReviewDecisionConsumerOptions) {
-    super();
-    this.topic = options.topic ?? REVIEW_DECISIONS_TOPIC;
-    this.groupId = options.groupId ?? DEFAULT_LABELS_GROUP_ID;
-    const log = (this.log = options.logger.child({ component: 'review-decisions' }));
-    this.kafka = createKafkaClient({ clientId: options.clientId ?? 'wildlife-labels', brokers: options.brokers, log });
-    this.consumer = durableConsumer(this.kafka, this.groupId);
-    this.producer = options.dlqTopic
-      ? idempotentProducer(this.kafka)
-      : null;
-    this.admin = this.kafka.admin();
-    this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
-      this.emit('clientError', { kind: 'consumer_crash', error: payload.error });
-      if (!payload.restart) this.setState('failed');
+    const topic = options.topic ?? REVIEW_DECISIONS_TOPIC;
+    const limit = options.shutdownTimeoutMs ?? 30_000;
+    super({
+      clientId: options.clientId ?? 'wildlife-labels', brokers: options.brokers, groupId: options.groupId ?? DEFAULT_LABELS_GROUP_ID,
+      log: options.logger.child({ component: 'review-decisions' }),
+      // Only dead letters are written: without a DLQ topic, no producer.
+      subscribe: [topic], producer: !!options.dlqTopic,
+      createTopics: options.createTopics ? { topics: [topic, options.dlqTopic], ...options.createTopics } : null,
+      shutdownTimeoutMs: limit, shutdownTimeoutMessage: `review-decision consumer shutdown exceeded ${limit} ms`,
     });
-  }
-
-  state(): ReviewConsumerState {
-    return this.current;
   }
 
   stats(): ReviewConsumerStats {
     return { ...this.counters };
   }
 
-  private setState(state: ReviewConsumerState): void {
-    if (this.current === state) return;
-    this.current = state;
-    this.emit('state', { state });
+  /** The labeled set is compiled before joining, so a start reports what is already on disk. */
+  protected override async beforeConnect(): Promise<void> {
+    await this.compile();
   }
 
-  private starting: Promise<void> | null = null;
-
-  start(): Promise<void> {
-    this.starting ??= this.startNow();
-    return this.starting;
-  }
-
-  private async startNow(): Promise<void> {
-    this.setState('starting');
-    try {
-      await this.compile();
-      await this.admin.connect();
-      if (this.options.createTopics) {
-        const existing = new Set(await this.admin.listTopics());
-        const missing = [this.topic, this.options.dlqTopic].filter((t): t is string => !!t && !existing.has(t));
-        if (missing.length) {
-          const { partitions, replicationFactor } = this.options.createTopics;
-          await this.admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor })) });
-          this.log.info({ topics: missing }, 'created Kafka topics');
-        }
-      }
-      await this.producer?.connect();
-      await this.consumer.connect();
-      await this.consumer.subscribe({ topics: [this.topic], fromBeginning: true });
-      await this.consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.eachBatch(payload) });
-    } catch (err) {
-      await Promise.allSettled([this.consumer.disconnect(), this.producer?.disconnect(), this.admin.disconnect()]);
-      this.setState('failed');
-      throw err;
-    }
-    if (this.current !== 'starting') return; // stop() was called meanwhile; it takes over from here
-    const interval = this.options.compileIntervalMs ?? 60_000;
+  protected override onRunning(): void {
     this.timer = setInterval(() => {
       if (this.sinceCompile > 0) void this.compile().catch(() => undefined);
-    }, interval);
+    }, this.options.compileIntervalMs ?? 60_000);
     this.timer.unref();
-    this.setState('running');
+  }
+
+  protected override onHalt(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Whatever happened to the connections, what is on disk gets compiled. */
+  protected override async afterStop(): Promise<void> {
+    await this.compile().catch(() => undefined);
   }
 
   compile(): Promise<unknown> {
@@ -179,7 +138,7 @@ class ReviewConsumer extends EventEmitter implements ReviewDecisionConsumer {
     return run;
   }
 
-  private eachBatch(payload: EachBatchPayload): Promise<void> {
+  protected override eachBatch(payload: EachBatchPayload): Promise<void> {
     return consumeDurably(payload, {
       consumer: this.consumer,
       deadLetters: this.producer && this.options.dlqTopic ? { producer: this.producer, topic: this.options.dlqTopic } : null,
@@ -203,37 +162,6 @@ class ReviewConsumer extends EventEmitter implements ReviewDecisionConsumer {
         this.emit('invalid', { ...at, reason });
       },
     });
-  }
-
-  async stop(): Promise<void> {
-    if (this.current === 'stopped' || this.current === 'stopping') return;
-    const starting = this.current === 'starting' ? this.starting : null;
-    this.setState('stopping');
-    await starting?.catch(() => undefined); // let a start in progress finish connecting, then undo it
-    if (this.timer) clearInterval(this.timer);
-    const limit = this.options.shutdownTimeoutMs ?? 30_000;
-    const work = (async () => {
-      await this.consumer.stop(); // waits for the running eachBatch, which commits what is durable
-      await this.consumer.disconnect();
-      await this.producer?.disconnect();
-      await this.admin.disconnect();
-    })();
-    work.catch(() => undefined); // past the deadline, its late failure is expected and not news
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`review-decision consumer shutdown exceeded ${limit} ms`)), limit);
-    });
-    try {
-      await Promise.race([work, deadline]);
-    } catch (err) {
-      await Promise.allSettled([this.consumer.disconnect(), this.producer?.disconnect(), this.admin.disconnect()]);
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      // Whatever happened to the connections, what is on disk gets compiled.
-      await this.compile().catch(() => undefined);
-      this.setState('stopped');
-    }
   }
 }
 

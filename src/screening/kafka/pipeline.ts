@@ -1,22 +1,22 @@
 /**
- * The Kafka path: crawled-image messages in, decisions out. kafkajs lives in this folder only.
+ * The Kafka path: crawled-image messages in, decisions out. Starting, stopping and failing are the
+ * shared lifecycle's (src/kafka/component.ts).
  *
  * Delivery is at-least-once: a chunk of messages is screened, every output of the chunk is produced
  * (idempotent producer, acks=all), and only then are the chunk's offsets resolved and committed. A
  * message that cannot be screened goes to the dead-letter topic with its reason, so it never blocks
  * its partition; transient failures are retried with backoff first.
  */
-import { EventEmitter } from 'node:events';
-import { Kafka, type Admin, type Consumer, type EachBatchPayload, type KafkaMessage, type Producer } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { ServiceConfig } from '../../config.js';
 import { deadLetterKey, deadLetterOf, decisionOf, encodeDecision, flaggedOf, parseCrawled, serializedBytes, type CrawledImage, type Decision, type Omission } from '../../contracts/index.js';
 import { isAppError, type ErrorCode } from '../../errors.js';
 import type { ScreeningService, ScreenResult } from '../service.js';
-import { createKafkaClient, durableConsumer, idempotentProducer, isRecordRefused, sendBounded, type OutgoingRecord } from '../../kafka/client.js';
+import { isRecordRefused, sendBounded, type EachBatchPayload, type KafkaMessage, type OutgoingRecord } from '../../kafka/client.js';
+import { KafkaComponent, type KafkaClients, type LifecycleState } from '../../kafka/component.js';
 
 export type KafkaSettings = ServiceConfig['kafka'];
-export type PipelineState = 'starting' | 'running' | 'paused' | 'stopping' | 'stopped' | 'failed';
+export type PipelineState = LifecycleState | 'paused';
 export type Outcome = 'screened' | 'flagged' | 'dead_lettered' | 'retried';
 
 export interface KafkaEvents {
@@ -82,91 +82,43 @@ export function decisionsOf(input: CrawledImage, result: ScreenResult, topics: P
   return [{ topic: topics.results, decision }, ...(result.flagged ? [{ topic: topics.review, decision: flaggedOf(decision, input.imageBase64) }] : [])];
 }
 
-class Pipeline extends EventEmitter implements KafkaPipeline {
-  private readonly kafka: Kafka;
-  private readonly consumer: Consumer;
-  private producer: Producer;
+class Pipeline extends KafkaComponent<'paused'> implements KafkaPipeline {
   /** The chunk being produced; the next waits for it (see produce()). */
   private producing: Promise<void> = Promise.resolve();
-  private readonly admin: Admin;
-  private current: PipelineState = 'stopped';
   private paused = false;
   private backpressureTimer: NodeJS.Timeout | null = null;
   private lagTimer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly service: ScreeningService, private readonly settings: KafkaSettings, private readonly logger: Logger) {
-    super();
-    const log = logger.child({ component: 'kafka' });
-    this.kafka = createKafkaClient({ clientId: settings.clientId, brokers: settings.brokers, log });
-    this.consumer = durableConsumer(this.kafka, settings.groupId);
-    this.producer = this.newProducer();
-    this.admin = this.kafka.admin();
-    this.consumer.on(this.consumer.events.CRASH, ({ payload }) => {
-      this.emit('clientError', { kind: 'consumer_crash', error: payload.error });
-      // kafkajs restarts the consumer itself on retriable crashes; a non-restarting crash is fatal.
-      if (!payload.restart) this.setState('failed');
+  constructor(private readonly service: ScreeningService, private readonly settings: KafkaSettings, logger: Logger) {
+    const t = settings.topics;
+    super({
+      clientId: settings.clientId, brokers: settings.brokers, groupId: settings.groupId, log: logger.child({ component: 'kafka' }),
+      subscribe: [t.input], producer: true, partitionsConsumedConcurrently: settings.partitionsConsumedConcurrently,
+      createTopics: { topics: [t.input, t.results, t.review, t.dlq], partitions: settings.partitions, replicationFactor: settings.replicationFactor },
+      shutdownTimeoutMs: settings.shutdownTimeoutMs, shutdownTimeoutMessage: `Kafka shutdown exceeded ${settings.shutdownTimeoutMs} ms`,
     });
   }
 
-  private newProducer(): Producer {
-    const producer = idempotentProducer(this.kafka);
-    producer.on(producer.events.REQUEST_TIMEOUT, () => this.emit('clientError', { kind: 'producer_timeout', error: new Error('producer request timeout') }));
-    return producer;
+  protected override onClients({ producer }: Partial<KafkaClients>): void {
+    producer?.on(producer.events.REQUEST_TIMEOUT, () => this.emit('clientError', { kind: 'producer_timeout', error: new Error('producer request timeout') }));
   }
 
-  state(): PipelineState {
-    return this.current;
-  }
-
-  private setState(state: PipelineState): void {
-    if (this.current === state) return;
-    this.current = state;
-    this.emit('state', { state });
-  }
-
-  async start(): Promise<void> {
-    this.setState('starting');
-    try {
-      await this.connectAndRun();
-    } catch (err) {
-      // Leave nothing half-connected, so the caller can simply try again later.
-      await Promise.allSettled([this.consumer.disconnect(), this.producer.disconnect(), this.admin.disconnect()]);
-      this.setState('failed');
-      throw err;
-    }
-  }
-
-  private async connectAndRun(): Promise<void> {
-    const t = this.settings.topics;
-    await this.admin.connect();
-    const existing = new Set(await this.admin.listTopics());
-    const missing = [t.input, t.results, t.review, t.dlq].filter((name) => !existing.has(name));
-    if (missing.length) {
-      await this.admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map((topic) => ({ topic, numPartitions: this.settings.partitions, replicationFactor: this.settings.replicationFactor })),
-      });
-      this.logger.info({ topics: missing }, 'created Kafka topics');
-    }
-    await this.producer.connect();
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topics: [t.input], fromBeginning: true });
-    await this.consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: this.settings.partitionsConsumedConcurrently,
-      eachBatch: (payload) => this.eachBatch(payload),
-    });
+  protected override onRunning(): void {
+    this.paused = false; // every run's consumer is new, and fetches until paused
     this.backpressureTimer = setInterval(() => this.applyBackpressure(), 50);
     this.backpressureTimer.unref();
     this.lagTimer = setInterval(() => void this.measureLag(), this.settings.lagIntervalMs);
     this.lagTimer.unref();
-    this.setState('running');
+  }
+
+  protected override onHalt(): void {
+    if (this.backpressureTimer) clearInterval(this.backpressureTimer);
+    if (this.lagTimer) clearInterval(this.lagTimer);
   }
 
   /** Pause the input while the bulk lane is above the high-water mark; resume below the low one. */
   private applyBackpressure(): void {
-    if (this.current !== 'running' && this.current !== 'paused') return;
+    if (this.state() !== 'running' && this.state() !== 'paused') return;
     const depth = this.service.queueDepth().bulk;
     const topics = [{ topic: this.settings.topics.input }];
     if (!this.paused && depth >= this.settings.highWater) {
@@ -199,7 +151,7 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     }
   }
 
-  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+  protected override async eachBatch(payload: EachBatchPayload): Promise<void> {
     try {
       await this.consumeBatch(payload);
     } catch (err) {
@@ -275,7 +227,7 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
   /** Sends records: null when sent, the broker's refusal when it refused one for what it is (the producer is renewed then). */
   private async trySend(records: OutgoingRecord[]): Promise<Error | null> {
     try {
-      await sendBounded(this.producer, records, this.settings.maxRecordBytes);
+      await sendBounded(this.producer!, records, this.settings.maxRecordBytes);
       return null;
     } catch (err) {
       if (!isRecordRefused(err)) throw err;
@@ -293,10 +245,7 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
    */
   private async renewProducer(cause: unknown): Promise<void> {
     this.emit('clientError', { kind: 'record_refused', error: cause as Error });
-    const old = this.producer;
-    this.producer = this.newProducer();
-    await old.disconnect().catch(() => undefined);
-    await this.producer.connect();
+    await this.replaceProducer();
   }
 
   private deadLetter(topic: string, partition: number, message: KafkaMessage, failure: Failure, maxBytes = this.settings.maxRecordBytes): Handled {
@@ -323,7 +272,7 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
         });
         break;
       } catch (err) {
-        if (isAppError(err, 'SHUTTING_DOWN') || this.current === 'stopping') return null;
+        if (isAppError(err, 'SHUTTING_DOWN') || this.state() === 'stopping') return null;
         const code = isAppError(err) ? err.code : 'INTERNAL';
         const retriable = isAppError(err) ? err.retriable : true;
         if (!retriable || attempt >= this.settings.maxAttempts) return dead({ code, reason: (err as Error).message, retriable, attempts: attempt });
@@ -346,34 +295,6 @@ class Pipeline extends EventEmitter implements KafkaPipeline {
     const outputs = encode(this.settings.maxRecordBytes);
     if (!Array.isArray(outputs)) return dead(outputs);
     return { outputs, shrink: encode, outcome: result.flagged ? 'flagged' : 'screened', crawlToDecisionMs: records[0]!.decision.timings.crawlToDecisionMs };
-  }
-
-  async stop(): Promise<void> {
-    if (this.current === 'stopped') return;
-    this.setState('stopping');
-    if (this.backpressureTimer) clearInterval(this.backpressureTimer);
-    if (this.lagTimer) clearInterval(this.lagTimer);
-    const work = (async () => {
-      // consumer.stop() waits for the running eachBatch to finish (and commit) before returning.
-      await this.consumer.stop();
-      await this.consumer.disconnect();
-      await this.producer.disconnect();
-      await this.admin.disconnect();
-    })();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`Kafka shutdown exceeded ${this.settings.shutdownTimeoutMs} ms`)), this.settings.shutdownTimeoutMs);
-    });
-    try {
-      await Promise.race([work, deadline]);
-    } catch (err) {
-      // Past the deadline: cut the connections rather than leave clients reconnecting forever.
-      await Promise.allSettled([this.consumer.disconnect(), this.producer.disconnect(), this.admin.disconnect()]);
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      this.setState('stopped');
-    }
   }
 }
 

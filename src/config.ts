@@ -12,7 +12,12 @@ import { parse as parseYaml } from 'yaml';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_CONFIG_FILE = path.join(REPO_ROOT, 'configs', 'default.yaml');
 
-export interface ServiceConfig {
+/**
+ * The one config of every process this project runs (the screening service, the review console,
+ * the labels consumer): one file, validated once with every problem listed, then frozen. Each
+ * component takes only its own section (the console `AppConfig['review']`, the pipeline `['kafka']`).
+ */
+export interface AppConfig {
   server: {
     host: string; port: number; bodyLimitBytes: number; batchLimit: number; requestTimeoutMs: number; shutdownGraceMs: number; trustProxy: boolean;
     /** Admission control (src/transport/http/admission.ts): bodies being read or screened at once. */
@@ -265,7 +270,7 @@ export function loadConfig(
   overrides: Record<string, Record<string, unknown>> = {},
   /** Which process reads it: production rules that concern one process are checked for that one only. */
   options: { component?: 'service' | 'review' } = {},
-): Readonly<ServiceConfig> {
+): Readonly<AppConfig> {
   const component = options.component ?? 'service';
   const file = env.CONFIG_FILE ? path.resolve(env.CONFIG_FILE) : DEFAULT_CONFIG_FILE;
   const raw = readYaml(DEFAULT_CONFIG_FILE);
@@ -292,7 +297,7 @@ export function loadConfig(
   config.production = env.NODE_ENV === 'production';
   const problems = validate(config) ? [] : [...new Set((validate.errors ?? []).map(describeSchemaError))];
   if (problems.length === 0) {
-    const c = config as unknown as ServiceConfig;
+    const c = config as unknown as AppConfig;
     if (component === 'service' && c.production && c.auth.apiKeys.length === 0) problems.push('auth.apiKeys: NODE_ENV=production requires API keys (set API_KEYS)');
     // Otherwise a body the limit allows could never be admitted, even on an idle instance.
     if (c.server.maxInFlightBodyBytes < c.server.bodyLimitBytes) problems.push(`server.maxInFlightBodyBytes: must be at least bodyLimitBytes (${c.server.bodyLimitBytes})`);
@@ -318,7 +323,7 @@ export function loadConfig(
     if (c.kafka.highWater > c.batching.maxQueueSize) problems.push(`kafka.highWater: must not exceed batching.maxQueueSize (${c.batching.maxQueueSize})`);
   }
   if (problems.length) throw new ConfigError(problems, `${path.relative(process.cwd(), file) || file} + environment`);
-  return deepFreeze(config as unknown as ServiceConfig);
+  return deepFreeze(config as unknown as AppConfig);
 }
 
 // The cascade's configuration (src/policy/cascade.ts runs it).

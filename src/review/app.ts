@@ -9,7 +9,7 @@ import express, { type Request, type Response } from 'express';
 import helmet from 'helmet';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import type { ServiceConfig } from '../config.js';
+import type { AppConfig } from '../config.js';
 import { AppError } from '../errors.js';
 import { authMiddleware, loginRouter, requireCsrf, requireLead, requireSession, reviewErrorHandler, safeNext, sessionOf, wantsHtml } from './auth-http.js';
 import type { ReviewAuth } from './auth.js';
@@ -25,7 +25,7 @@ import { queueLink, renderAudit, renderQueue } from './views.js';
 const STATIC_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'static');
 
 export interface ReviewAppDeps {
-  config: ServiceConfig['review'];
+  config: AppConfig['review'];
   db: ReviewDb;
   store: ReviewStore;
   auth: ReviewAuth;

@@ -6,7 +6,7 @@
  */
 import { createHash, createHmac, randomBytes, scrypt as scryptCallback, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { ServiceConfig } from '../config.js';
+import type { AppConfig } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Logger } from 'pino';
 import type { ReviewDb } from './db.js';
@@ -15,7 +15,7 @@ import { LoginThrottle, logLockout } from './throttle.js';
 /** Who is signed in: every decision, page and audit row names one. */
 export interface Principal { username: string; role: 'analyst' | 'lead' }
 
-export type ReviewConfig = ServiceConfig['review'];
+export type ReviewConfig = AppConfig['review'];
 type Role = Principal['role'];
 
 export interface ReviewSession {

@@ -5,7 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { ServiceConfig } from '../config.js';
+import type { AppConfig } from '../config.js';
 import { createReviewMetrics } from './metrics.js';
 import { createFetcher } from '../net/fetcher.js';
 import { createReviewFeed, type ReviewFeed } from './feed.js';
@@ -32,7 +32,7 @@ const SESSION_PURGE_MS = 3_600_000;
 const FEED_RETRY_MS = 5_000;
 const FEED_RETRY_MAX_MS = 60_000;
 
-export async function startReviewConsole(config: Readonly<ServiceConfig>, options: { logger: Logger }): Promise<ReviewConsole> {
+export async function startReviewConsole(config: Readonly<AppConfig>, options: { logger: Logger }): Promise<ReviewConsole> {
   const { logger } = options;
   const rc = config.review;
   const db = openReviewDb(rc.database);

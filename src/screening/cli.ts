@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadConfig, REPO_ROOT, type ServiceConfig } from '../config.js';
+import { loadConfig, REPO_ROOT, type AppConfig } from '../config.js';
 import { isAppError, AppError } from '../errors.js';
 import { createScreeningService, type ScreeningService } from './service.js';
 
@@ -16,7 +16,7 @@ import { createScreeningService, type ScreeningService } from './service.js';
  * machine: good photos reported as failures. Two batches' worth keeps one batch running while the
  * next is read, decoded and queued; never more than the queue accepts.
  */
-function cliConcurrency(batching: ServiceConfig['batching']): number {
+function cliConcurrency(batching: AppConfig['batching']): number {
   const batch = batching.enabled ? batching.maxBatchSize : 1;
   return Math.max(1, Math.min(batching.maxQueueSize, 2 * batch));
 }

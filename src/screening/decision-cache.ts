@@ -6,7 +6,7 @@
  * (the distance and that photo's sha256) and the distance is kept conservative (configs/default.yaml).
  */
 import { LRUCache } from 'lru-cache';
-import type { ServiceConfig } from '../config.js';
+import type { AppConfig } from '../config.js';
 import type { ImageLimits, SourceInfo } from '../preprocess/index.js';
 import { hashImage } from '../preprocess/phash.js';
 import { NearCache } from './near-cache.js';
@@ -35,7 +35,7 @@ export class DecisionCache<V extends object> {
   private readonly exact: LRUCache<string, V>;
   private readonly near: NearCache<V> | null;
 
-  constructor(private readonly config: Readonly<ServiceConfig['cache']>, private readonly limits: ImageLimits) {
+  constructor(private readonly config: Readonly<AppConfig['cache']>, private readonly limits: ImageLimits) {
     this.exact = new LRUCache({ max: config.maxEntries, ttl: config.ttlSeconds * 1000 });
     this.near = config.nearEnabled ? new NearCache(config.maxEntries, config.ttlSeconds * 1000) : null;
   }

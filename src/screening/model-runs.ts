@@ -3,7 +3,7 @@
  * photo (any may flag it), or the cascade stage by stage (src/policy/cascade.ts). Transport- and
  * cache-free; service.ts hands in how to reach each model's batcher.
  */
-import type { ServiceConfig } from '../config.js';
+import type { AppConfig } from '../config.js';
 import type { Classifier } from '../model/engine.js';
 import { runCascade, type CascadeMode } from '../policy/cascade.js';
 import { decide, type ClassifierScores, type FlagReason } from '../policy/index.js';
@@ -16,9 +16,9 @@ export interface CascadeResult { mode: CascadeMode; ran: string[]; decidedBy: st
 export interface StageEvent { model: string; index: number; ms: number; escalated: boolean }
 
 export interface RunContext {
-  images: ServiceConfig['images'];
-  thresholds: ServiceConfig['models']['thresholds'];
-  cascade: ServiceConfig['cascade'];
+  images: AppConfig['images'];
+  thresholds: AppConfig['models']['thresholds'];
+  cascade: AppConfig['cascade'];
   /** What inspectImage() already said of the bytes (the near-duplicate look-up runs it), if anything. */
   inspected?: SourceInfo;
   /** The classifier's batcher: resolves when the batch holding this tensor has run. */

@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import { REPO_ROOT, type ServiceConfig } from '../config.js';
+import { REPO_ROOT, type AppConfig } from '../config.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createScreeningService, type ScreeningService } from './service.js';
 import { createApp } from './http/app.js';
@@ -20,11 +20,11 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export function createLogger(config: Readonly<ServiceConfig>): Logger {
+export function createLogger(config: Readonly<AppConfig>): Logger {
   return pino({ level: config.logging.level, base: { service: 'wildlife-screening' }, redact: ['req.headers.authorization', 'req.headers["x-api-key"]'] });
 }
 
-export async function startServer(config: Readonly<ServiceConfig>, options: { logger?: Logger; modelsRoot?: string } = {}): Promise<RunningServer> {
+export async function startServer(config: Readonly<AppConfig>, options: { logger?: Logger; modelsRoot?: string } = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config);
   const service = await createScreeningService(config, options.modelsRoot ?? path.join(REPO_ROOT, 'models'));
   service.on('modelLoaded', (e) => logger.info(e, 'model loaded and warmed up'));

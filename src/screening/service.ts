@@ -9,7 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { createBatcher, type Batcher, type BatchEvent, type Lane } from '../batching/index.js';
-import type { ServiceConfig } from '../config.js';
+import type { AppConfig } from '../config.js';
 import { isAppError, AppError, type ErrorCode } from '../errors.js';
 import type { Classifier } from '../model/engine.js';
 import { createModelRegistry, type ModelRegistry, type RegistryEvents } from '../model/registry.js';
@@ -117,7 +117,7 @@ class Service extends EventEmitter implements ScreeningService {
   private pool: PoolSampler | null = null;
   private closing = false;
 
-  constructor(private readonly config: Readonly<ServiceConfig>, private readonly modelsRoot: string, private readonly options: ServiceOptions) {
+  constructor(private readonly config: Readonly<AppConfig>, private readonly modelsRoot: string, private readonly options: ServiceOptions) {
     super();
     this.shadow = new Shadow({
       engine: this.engineOptions(), thresholds: config.models.thresholds, images: config.images,
@@ -344,7 +344,7 @@ function topK(labels: readonly Classifier['manifest']['labels'][number][], proba
     .slice(0, k);
 }
 
-export async function createScreeningService(config: Readonly<ServiceConfig>, modelsRoot = path.resolve('models'), options: ServiceOptions = {}): Promise<ScreeningService> {
+export async function createScreeningService(config: Readonly<AppConfig>, modelsRoot = path.resolve('models'), options: ServiceOptions = {}): Promise<ScreeningService> {
   const service = new Service(config, modelsRoot, options);
   try {
     await service.start();

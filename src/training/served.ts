@@ -6,7 +6,7 @@
  * exactly as it would in production.
  */
 import path from 'node:path';
-import { REPO_ROOT, type ServiceConfig } from '../config.js';
+import { REPO_ROOT, type AppConfig } from '../config.js';
 import { loadClassifier, type Classifier } from '../model/engine.js';
 import { discoverModelDirectories } from '../model/registry.js';
 import { cascadeProblems, runCascade, type CascadeMode } from '../policy/cascade.js';
@@ -17,11 +17,11 @@ import { decisionOf, predict, predictedOf, scoreDecisions, type Decided, type Ev
 
 export interface ServedReport extends Omit<EvalReport, 'model'> {
   models: Array<{ name: string; version: string; precision: string; architecture: string; directory: string }>;
-  thresholdOverrides: ServiceConfig['models']['thresholds'];
+  thresholdOverrides: AppConfig['models']['thresholds'];
   /** With a cascade: its mode and bands, and how many photos went past each stage and who decided. */
   cascade: null | {
     mode: CascadeMode;
-    stages: ServiceConfig['cascade']['stages'];
+    stages: AppConfig['cascade']['stages'];
     escalated: number;
     escalationRate: number;
     decidedBy: Record<string, number>;
@@ -32,7 +32,7 @@ export interface ServedReport extends Omit<EvalReport, 'model'> {
 export interface ServedScores { path: string; relevant: boolean; scores: ClassifierScores[] }
 
 /** The directories the service would load: models.directories, or every model under the models root. */
-export async function servedDirectories(config: Readonly<ServiceConfig>, modelsRoot = path.join(REPO_ROOT, 'models')): Promise<string[]> {
+export async function servedDirectories(config: Readonly<AppConfig>, modelsRoot = path.join(REPO_ROOT, 'models')): Promise<string[]> {
   return config.models.directories.length ? [...config.models.directories] : discoverModelDirectories(modelsRoot);
 }
 
@@ -41,7 +41,7 @@ export async function servedDirectories(config: Readonly<ServiceConfig>, modelsR
  * order, so a cascade's decisions in any mode, and its bands, can be computed from one pass.
  */
 export async function scoreServed(opts: {
-  config: Readonly<ServiceConfig>;
+  config: Readonly<AppConfig>;
   dataset: Dataset;
   modelsRoot?: string;
   threads?: number;

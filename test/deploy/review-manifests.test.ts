@@ -15,7 +15,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { parseAllDocuments } from 'yaml';
-import { ConfigError, loadConfig, REPO_ROOT, type ServiceConfig } from '../../src/config.js';
+import { ConfigError, loadConfig, REPO_ROOT, type AppConfig } from '../../src/config.js';
 import { createReviewMetrics } from '../../src/review/metrics.js';
 import { hashPassword } from '../../src/review/auth.js';
 import type { ReviewFeed } from '../../src/review/feed.js';
@@ -103,7 +103,7 @@ const onlyApiKeyRule = (err: unknown) => err instanceof ConfigError && err.probl
  * refusal for want of API keys alone is the known problem the TODO test below reports; here a
  * stand-in key lets the other checks go on.
  */
-function podConfig(configFile: string): Readonly<ServiceConfig> {
+function podConfig(configFile: string): Readonly<AppConfig> {
   try {
     return loadConfig(podEnv(configFile));
   } catch (err) {

@@ -1,14 +1,14 @@
 /** Starts the real service (real model, real HTTP) on an ephemeral loopback port for a test file. */
 import path from 'node:path';
 import { pino } from 'pino';
-import { loadConfig, REPO_ROOT, type ServiceConfig } from '../../src/config.js';
+import { loadConfig, REPO_ROOT, type AppConfig } from '../../src/config.js';
 import { startServer, type RunningServer } from '../../src/screening/server.js';
 import { until } from './wait.js';
 
 /** The shipped default model; WILDLIFE_TEST_MODELS=dir1,dir2 points tests elsewhere. */
 export const TEST_MODEL_DIRS = process.env.WILDLIFE_TEST_MODELS?.split(',') ?? [path.join(REPO_ROOT, 'models', 'wildlife-resnet50vd')];
 
-type Overrides = { [K in keyof ServiceConfig]?: Partial<ServiceConfig[K]> };
+type Overrides = { [K in keyof AppConfig]?: Partial<AppConfig[K]> };
 
 export async function startTestServer(overrides: Overrides = {}, env: NodeJS.ProcessEnv = {}): Promise<RunningServer> {
   const config = loadConfig({ LOG_LEVEL: 'silent', ...env }, {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { before, describe, test, type TestContext } from 'node:test';
 import express from 'express';
 import { pino } from 'pino';
-import { loadConfig, type ServiceConfig } from '../../src/config.js';
+import { loadConfig, type AppConfig } from '../../src/config.js';
 import { isAppError } from '../../src/errors.js';
 import { checkCsrf, createReviewAuth, hashPassword, verifyPassword, type ReviewAuth, PROXY_SESSIONS_PER_USER } from '../../src/review/auth.js';
 import { authMiddleware, loginRouter, requireCsrf, requireLead, requireSession, reviewErrorHandler, safeNext } from '../../src/review/auth-http.js';
@@ -18,7 +18,7 @@ const PASSWORDS = { ana: 'ana-password-1', lee: 'lee-password-1' };
 const T0 = new Date('2030-01-01T00:00:00Z');
 
 type Account = { username: string; passwordHash: string; role: 'analyst' | 'lead' };
-type AuthSection = Partial<ServiceConfig['review']['auth']>;
+type AuthSection = Partial<AppConfig['review']['auth']>;
 let ACCOUNTS: Account[];
 
 before(async () => {
@@ -28,7 +28,7 @@ before(async () => {
   ];
 });
 
-function reviewConfig(auth: AuthSection = {}, extra: Record<string, unknown> = {}): ServiceConfig['review'] {
+function reviewConfig(auth: AuthSection = {}, extra: Record<string, unknown> = {}): AppConfig['review'] {
   const defaults = loadConfig({}).review.auth;
   return loadConfig({}, { review: { auth: { ...defaults, accounts: ACCOUNTS, ...auth }, sessionTtlSeconds: 3600, ...extra } }).review;
 }
@@ -166,7 +166,7 @@ describe('review sign-in and sessions', () => {
 });
 
 describe('review sessions behind an SSO proxy', () => {
-  const proxy = (p: Partial<ServiceConfig['review']['auth']['proxy']> = {}) => ({
+  const proxy = (p: Partial<AppConfig['review']['auth']['proxy']> = {}) => ({
     mode: 'proxy' as const, accounts: [], proxy: { userHeader: 'X-Forwarded-User', roleHeader: 'X-Forwarded-Groups', leadValue: 'wildlife-leads', leads: ['Boss@example.org'], ...p },
   });
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { before, describe, test, type TestContext } from 'node:test';
 import express from 'express';
 import { pino } from 'pino';
-import { loadConfig, type ServiceConfig } from '../../src/config.js';
+import { loadConfig, type AppConfig } from '../../src/config.js';
 import { isAppError } from '../../src/errors.js';
 import { createReviewAuth, hashPassword, LoginThrottledError, type ReviewAuth } from '../../src/review/auth.js';
 import { authMiddleware, loginRouter, requireSession, reviewErrorHandler } from '../../src/review/auth-http.js';
@@ -19,7 +19,7 @@ const PASSWORDS = { ana: 'ana-password-1', lee: 'lee-password-1' };
 const T0 = new Date('2030-01-01T00:00:00Z');
 
 type Account = { username: string; passwordHash: string; role: 'analyst' | 'lead' };
-type AuthSection = Partial<ServiceConfig['review']['auth']>;
+type AuthSection = Partial<AppConfig['review']['auth']>;
 let ACCOUNTS: Account[];
 
 before(async () => {
@@ -29,7 +29,7 @@ before(async () => {
   ];
 });
 
-function reviewConfig(auth: AuthSection = {}): ServiceConfig['review'] {
+function reviewConfig(auth: AuthSection = {}): AppConfig['review'] {
   const defaults = loadConfig({}).review.auth;
   return loadConfig({}, { review: { auth: { ...defaults, accounts: ACCOUNTS, ...auth }, sessionTtlSeconds: 3600 } }).review;
 }

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
-import { loadConfig, REPO_ROOT, type ServiceConfig } from '../../src/config.js';
+import { loadConfig, REPO_ROOT, type AppConfig } from '../../src/config.js';
 import { hammingDistance, perceptualHash } from '../../src/preprocess/phash.js';
 import { createScreeningService, type ScreeningEvents, type ScreeningService, type ScreenResult } from '../../src/screening/service.js';
 import { fingerprint } from '../../src/training/ssld/dedupe.js';
@@ -22,7 +22,7 @@ const cropped = async (bytes: Buffer, share: number) => {
 };
 const decision = (r: ScreenResult) => ({ flagged: r.flagged, reasons: r.reasons, classifiers: r.classifiers });
 
-function serviceWith(cache: Partial<ServiceConfig['cache']>, env: NodeJS.ProcessEnv = {}): Promise<ScreeningService> {
+function serviceWith(cache: Partial<AppConfig['cache']>, env: NodeJS.ProcessEnv = {}): Promise<ScreeningService> {
   return createScreeningService(loadConfig({ LOG_LEVEL: 'silent', ...env }, {
     models: { directories: TEST_MODEL_DIRS, intraOpThreads: 2 },
     cache: { maxEntries: 100, ttlSeconds: 60, ...cache },

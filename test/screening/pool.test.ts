@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig, type ServiceConfig } from '../../src/config.js';
+import { loadConfig, type AppConfig } from '../../src/config.js';
 import { isAppError } from '../../src/errors.js';
 import { createMetrics } from '../../src/screening/metrics.js';
 import { createPoolSampler, POOL_INDEX, readPool, type PoolOutcome } from '../../src/screening/pool.js';
@@ -16,7 +16,7 @@ import { TEST_MODEL_DIRS } from '../helpers/server.js';
 
 const always = () => 0;
 
-const configWith = (directory: string, pool: Partial<ServiceConfig['pool']> = {}, cacheEntries = 1000) => loadConfig({ LOG_LEVEL: 'silent' }, {
+const configWith = (directory: string, pool: Partial<AppConfig['pool']> = {}, cacheEntries = 1000) => loadConfig({ LOG_LEVEL: 'silent' }, {
   models: { directories: TEST_MODEL_DIRS, intraOpThreads: 2 },
   cache: { maxEntries: cacheEntries, ttlSeconds: 60 },
   fetch: { allowlist: ['127.0.0.1'] },
@@ -24,7 +24,7 @@ const configWith = (directory: string, pool: Partial<ServiceConfig['pool']> = {}
 });
 
 /** A service on a pool directory, with the pool outcomes it reports. */
-async function poolService(directory: string, pool: Partial<ServiceConfig['pool']> = {}, cacheEntries = 1000) {
+async function poolService(directory: string, pool: Partial<AppConfig['pool']> = {}, cacheEntries = 1000) {
   const service = await createScreeningService(configWith(directory, pool, cacheEntries), undefined, { random: always });
   const outcomes: PoolOutcome[] = [];
   service.on('poolSample', (e) => outcomes.push(e.outcome));

@@ -3,7 +3,7 @@ import { cp, mkdtemp, rm, symlink, unlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig, REPO_ROOT, type ServiceConfig } from '../../src/config.js';
+import { loadConfig, REPO_ROOT, type AppConfig } from '../../src/config.js';
 import { isAppError } from '../../src/errors.js';
 import { openSessionCount } from '../../src/model/engine.js';
 import { readManifest, writeManifest } from '../../src/model/manifest.js';
@@ -13,7 +13,7 @@ import { until } from '../helpers/wait.js';
 import { copyModel, thresholdsAtZero } from '../helpers/models.js';
 import { TEST_MODEL_DIRS } from '../helpers/server.js';
 
-type Overrides = { [K in keyof ServiceConfig]?: Partial<ServiceConfig[K]> };
+type Overrides = { [K in keyof AppConfig]?: Partial<AppConfig[K]> };
 
 const configWith = (overrides: Overrides) => loadConfig({ LOG_LEVEL: 'silent' }, {
   ...overrides,

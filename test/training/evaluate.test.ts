@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig, type ServiceConfig } from '../../src/config.js';
+import { loadConfig, type AppConfig } from '../../src/config.js';
 import type { ModelManifest } from '../../src/model/manifest.js';
 import { decide, type ThresholdOverrides } from '../../src/policy/index.js';
 import type { Dataset } from '../../src/training/dataset.js';
@@ -23,7 +23,7 @@ describe('evaluation flags by the service rule, with the config\'s threshold ove
   let dataset: Dataset;
   let manifest: ModelManifest;
   let predictions: Prediction[];
-  let config: Readonly<ServiceConfig>;
+  let config: Readonly<AppConfig>;
   const decided = (p: Prediction, overrides: ThresholdOverrides) =>
     decide([{ classifier: manifest.name, version: manifest.version, labels: manifest.labels, probabilities: p.probabilities }], overrides).flagged;
 

@@ -8,7 +8,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import helmet from 'helmet';
 import multer from 'multer';
 import type { Logger } from 'pino';
-import type { ServiceConfig } from '../../config.js';
+import type { AppConfig } from '../../config.js';
 import { isAppError, AppError, type ErrorCode } from '../../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { ScreeningService, ScreenRequest, ScreenResult } from '../service.js';
@@ -25,7 +25,7 @@ declare module 'express-serve-static-core' {
 
 export interface AppDeps {
   service: ScreeningService;
-  config: Readonly<ServiceConfig>;
+  config: Readonly<AppConfig>;
   metrics: Metrics;
   logger: Logger;
   /** Other components readiness depends on (the Kafka pipeline, when on). */

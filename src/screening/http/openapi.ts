@@ -3,7 +3,7 @@
  * enforces: batch sizes, byte limits, and security only when API keys are set. Tests check every
  * route is here, every status a route answers is documented for it, and responses validate.
  */
-import type { ServiceConfig } from '../../config.js';
+import type { AppConfig } from '../../config.js';
 import { ERROR_CATALOGUE } from '../../errors.js';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -39,7 +39,7 @@ export const OPERATION_ERRORS: Record<string, Status[]> = {
   'delete /admin/shadow': [],
 };
 
-export function openApiDocument(config: Readonly<Pick<ServiceConfig, 'server' | 'images' | 'auth'>>) {
+export function openApiDocument(config: Readonly<Pick<AppConfig, 'server' | 'images' | 'auth'>>) {
   const keys = config.auth.apiKeys.length > 0;
   const security = keys ? { security: [{ bearer: [] }, { apiKey: [] }] } : {};
   const errors = (operation: string, overrides: Partial<Record<Status, object>> = {}) => pick([...(keys ? ['401' as const] : []), ...OPERATION_ERRORS[operation]!], overrides);

@@ -8,14 +8,14 @@
  * its partition; transient failures are retried with backoff first.
  */
 import type { Logger } from 'pino';
-import type { ServiceConfig } from '../../config.js';
+import type { AppConfig } from '../../config.js';
 import { deadLetterKey, deadLetterOf, decisionOf, encodeDecision, flaggedOf, parseCrawled, serializedBytes, type CrawledImage, type Decision, type Omission } from '../../contracts/index.js';
 import { isAppError, type ErrorCode } from '../../errors.js';
 import type { ScreeningService, ScreenResult } from '../service.js';
 import { isRecordRefused, sendBounded, type EachBatchPayload, type KafkaMessage, type OutgoingRecord } from '../../kafka/client.js';
 import { KafkaComponent, type KafkaClients, type LifecycleState } from '../../kafka/component.js';
 
-export type KafkaSettings = ServiceConfig['kafka'];
+export type KafkaSettings = AppConfig['kafka'];
 export type PipelineState = LifecycleState | 'paused';
 export type Outcome = 'screened' | 'flagged' | 'dead_lettered' | 'retried';
 

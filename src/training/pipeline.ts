@@ -100,15 +100,26 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   return finishTraining(options);
 }
 
+/**
+ * The config as Python reads it. Python runs in its own directory, so every file it opens is made
+ * absolute here, against the directory the command was started in: the pretrained weights (the
+ * config keeps a package shorthand, so model.json names the package, not this machine's venv) and
+ * a soft-label file.
+ */
+export async function pythonConfigOf(config: TrainConfig): Promise<TrainConfig> {
+  const pretrained = config.Arch.pretrained ? (await resolvePretrained(config.Arch.pretrained, config.Arch.name)).path : config.Arch.pretrained;
+  const train = config.DataLoader.Train;
+  const trainData = train.dataset.file ? { ...train, dataset: { ...train.dataset, file: path.resolve(train.dataset.file) } } : train;
+  return { ...config, Arch: { ...config.Arch, pretrained }, DataLoader: { ...config.DataLoader, Train: trainData } };
+}
+
 /** The Paddle training run alone: leaves final.pdparams and training.json in the work directory. */
 export async function runTraining(options: Pick<TrainOptions, 'config' | 'workDir' | 'dataRoot' | 'resume' | 'threads' | 'processes'>): Promise<TrainingSummary> {
   const opts = { ...options, workDir: path.resolve(options.workDir), dataRoot: options.dataRoot && path.resolve(options.dataRoot) };
   await requireEnv();
   await mkdir(opts.workDir, { recursive: true });
   const configJson = path.join(opts.workDir, 'config.json');
-  // Python gets a path; the config keeps the shorthand, so model.json names the package, not this machine's venv.
-  const pretrained = opts.config.Arch.pretrained ? (await resolvePretrained(opts.config.Arch.pretrained, opts.config.Arch.name)).path : opts.config.Arch.pretrained;
-  await writeFile(configJson, JSON.stringify({ ...opts.config, Arch: { ...opts.config.Arch, pretrained } }, null, 1));
+  await writeFile(configJson, JSON.stringify(await pythonConfigOf(opts.config), null, 1));
   const args = ['train', '--config', configJson, '--out', opts.workDir];
   if (opts.dataRoot) args.push('--data', opts.dataRoot);
   if (opts.resume) args.push('--resume');

@@ -4,7 +4,7 @@
  */
 import { Kafka, logLevel, Partitioners, type Consumer } from 'kafkajs';
 
-export interface TopicRecord { topic: string; partition: number; offset: string; key: string | null; value: string }
+export interface TopicRecord { topic: string; partition: number; offset: string; key: string | null; value: string; headers: Record<string, string> }
 
 function client(brokers: readonly string[], clientId: string, retries = 10): Kafka {
   return new Kafka({ clientId, brokers: [...brokers], logLevel: logLevel.NOTHING, retry: { retries, initialRetryTime: 200 } });
@@ -18,6 +18,20 @@ export async function createTopics(brokers: readonly string[], topics: string[],
     const existing = new Set(await admin.listTopics());
     const missing = topics.filter((t) => !existing.has(t));
     if (missing.length) await admin.createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1, configEntries: Object.entries(config).map(([name, value]) => ({ name, value })) })) });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Per partition of `topic`: the end offset (the next to be written) and what `groupId` committed ('-1': nothing). */
+export async function committedOffsets(brokers: readonly string[], groupId: string, topic: string): Promise<Array<{ partition: number; end: string; committed: string }>> {
+  const admin = client(brokers, 'wildlife-tools').admin();
+  await admin.connect();
+  try {
+    const ends = await admin.fetchTopicOffsets(topic);
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    const byPartition = new Map((committed?.partitions ?? []).map((p) => [p.partition, p.offset]));
+    return ends.map((p) => ({ partition: p.partition, end: p.offset, committed: byPartition.get(p.partition) ?? '-1' }));
   } finally {
     await admin.disconnect();
   }
@@ -105,7 +119,8 @@ export async function collect(brokers: readonly string[], topics: string[]): Pro
   await consumer.subscribe({ topics, fromBeginning: true });
   await consumer.run({
     eachMessage: async ({ topic, partition, message }) => {
-      records.push({ topic, partition, offset: message.offset, key: message.key?.toString('utf8') ?? null, value: message.value?.toString('utf8') ?? '' });
+      const headers = Object.fromEntries(Object.entries(message.headers ?? {}).flatMap(([name, value]) => (value === undefined ? [] : [[name, value.toString()]])));
+      records.push({ topic, partition, offset: message.offset, key: message.key?.toString('utf8') ?? null, value: message.value?.toString('utf8') ?? '', headers });
       for (const wake of waiters) wake();
     },
   });

@@ -13,7 +13,6 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
 import pino from 'pino';
 import sharp from 'sharp';
 import { chromium, type Browser } from 'playwright-core';
@@ -21,6 +20,7 @@ import { loadConfig, REPO_ROOT } from '../../src/config.js';
 import { hashPassword } from '../../src/review/auth.js';
 import { startReviewConsole, type ReviewConsole } from '../../src/review/console.js';
 import { parseReviewDecision, type ReviewDecision } from '../../src/contracts/index.js';
+import { collect, publish, type TopicCollector } from '../../src/kafka/tools.js';
 import { kafkaBrokers, uniqueTopics } from '../helpers/kafka.js';
 import { flaggedMessage } from '../helpers/review.js';
 import { until } from '../helpers/wait.js';
@@ -58,9 +58,7 @@ test('an analyst signs in, sees a flagged listing from Kafka and confirms it wit
     },
   });
 
-  const kafka = new Kafka({ clientId: 'review-e2e-test', brokers, logLevel: logLevel.NOTHING });
-  const producer = kafka.producer();
-  const consumer = kafka.consumer({ groupId: `${groupId}-check` });
+  let decisions: TopicCollector | null = null;
   let console_: ReviewConsole | null = null;
   let browser: Browser | null = null;
   try {
@@ -79,9 +77,8 @@ test('an analyst signs in, sees a flagged listing from Kafka and confirms it wit
       m.image = { ...m.image, sha256: createHash('sha256').update(bytes).digest('hex'), width: meta.width, height: meta.height, bytes: bytes.length };
       return m;
     }));
-    await producer.connect();
     // The screening pipeline's output, as it writes it: key = input id, value = the flagged decision.
-    await producer.send({ topic: topics.review, messages: flagged.map((m) => ({ key: m.inputId, value: JSON.stringify(m) })) });
+    await publish(brokers, topics.review, flagged.map((m) => ({ key: m.inputId, value: JSON.stringify(m) })));
     await until('the console to consume the flagged listings', () => console_!.store.queue({}).total === flagged.length, { timeoutMs: 60_000 });
 
     browser = await chromium.launch({
@@ -123,18 +120,15 @@ test('an analyst signs in, sees a flagged listing from Kafka and confirms it wit
     assert.equal(await page.locator('.card').count(), flagged.length - 1, 'the confirmed listing left the pending queue');
 
     // On the decisions topic, in the shared images.review-decisions/v1 schema.
-    const received: ReviewDecision[] = [];
-    await consumer.connect();
-    await consumer.subscribe({ topic: decisionsTopic, fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        const parsed = parseReviewDecision(message.value);
-        assert.ok(parsed.ok, parsed.ok ? '' : parsed.reason);
-        assert.equal(message.key?.toString(), parsed.message.decisionId);
-        received.push(parsed.message);
-      },
+    decisions = await collect(brokers, [decisionsTopic]);
+    const sent = decisions;
+    const received = (): ReviewDecision[] => sent.records.map((r) => {
+      const parsed = parseReviewDecision(Buffer.from(r.value));
+      assert.ok(parsed.ok, parsed.ok ? '' : parsed.reason);
+      assert.equal(r.key, parsed.message.decisionId);
+      return parsed.message;
     });
-    const [decision] = await until('the decision on the decisions topic', () => received.length >= 1 && received, { timeoutMs: 60_000 });
+    const [decision] = await until('the decision on the decisions topic', () => received().length >= 1 && received(), { timeoutMs: 60_000 });
     assert.equal(decision!.decisionId, newest.decisionId);
     assert.equal(decision!.verdict, 'confirmed');
     assert.equal(decision!.label, 'elephant_ivory');
@@ -154,7 +148,7 @@ test('an analyst signs in, sees a flagged listing from Kafka and confirms it wit
     // u undoes it: a new "reopened" decision, on the topic too; nothing is erased.
     await Promise.all([page.waitForURL(/done=undone/), page.keyboard.press('u')]);
     assert.equal(await page.locator('#detail h1').textContent(), listings[0]!.title);
-    const [, reopened] = await until('the undo on the decisions topic', () => received.length >= 2 && received);
+    const [, reopened] = await until('the undo on the decisions topic', () => received().length >= 2 && received());
     assert.equal(reopened!.verdict, 'reopened');
     assert.deepEqual(reopened!.previous, { verdict: 'confirmed', label: 'elephant_ivory' });
     assert.equal((console_.db.prepare('SELECT COUNT(*) AS n FROM decisions').get() as { n: number }).n, 2);
@@ -165,12 +159,11 @@ test('an analyst signs in, sees a flagged listing from Kafka and confirms it wit
     await page.keyboard.press('t');
     await page.keyboard.type('bone_carving');
     await Promise.all([page.waitForURL(/done=rejected/), page.keyboard.press('Enter')]);
-    const [, , rejected] = await until('the rejection on the decisions topic', () => received.length >= 3 && received);
+    const [, , rejected] = await until('the rejection on the decisions topic', () => received().length >= 3 && received());
     assert.deepEqual([rejected!.decisionId, rejected!.verdict, rejected!.label, rejected!.correctLabel], [flagged[1]!.decisionId, 'rejected', 'elephant_ivory', 'bone_carving']);
   } finally {
     await browser?.close();
-    await consumer.disconnect().catch(() => undefined);
-    await producer.disconnect().catch(() => undefined);
+    await decisions?.close().catch(() => undefined);
     await console_?.close();
     await new Promise((r) => images.close(r));
     rmSync(dir, { recursive: true, force: true });

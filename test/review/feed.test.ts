@@ -3,14 +3,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { Kafka, logLevel } from 'kafkajs';
 import { pino } from 'pino';
 import { createReviewMetrics } from '../../src/review/metrics.js';
 import { openReviewDb, type ReviewDb } from '../../src/review/db.js';
 import { createReviewStore, type ReviewStore } from '../../src/review/store.js';
 import { encodeDecision, parseFlagged, parseReviewDecision, type Decision } from '../../src/contracts/index.js';
 import { createReviewFeed, type ReviewFeed, type ReviewFeedEvents, type ReviewFeedOptions } from '../../src/review/feed.js';
-import { collect, createTopics, publish } from '../../src/kafka/tools.js';
+import { collect, committedOffsets, createTopics, publish } from '../../src/kafka/tools.js';
 import { flaggedMessage } from '../helpers/review.js';
 import { until } from '../helpers/wait.js';
 import { kafkaBrokers, uniqueTopics } from '../helpers/kafka.js';
@@ -32,19 +31,15 @@ const openStore = (file: string): Opened => {
   return { db, store: createReviewStore(db, { undoWindowSeconds: 600 }) };
 };
 
-/** What a plain kafkajs consumer of the decisions topic receives. */
+/** What a plain consumer of the decisions topic receives (a throwaway group, from the beginning). */
 async function readTopic(brokers: string[], topic: string) {
-  const kafka = new Kafka({ clientId: 'review-feed-test-reader', brokers, logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: `reader-${topic}-${Math.random().toString(36).slice(2)}` });
-  const records: Array<{ partition: number; key: string | null; value: string; reviewId: string | null }> = [];
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topic], fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ partition, message }) => {
-      records.push({ partition, key: message.key?.toString('utf8') ?? null, value: message.value?.toString('utf8') ?? '', reviewId: message.headers?.['review-id']?.toString() ?? null });
+  const reader = await collect(brokers, [topic]);
+  return {
+    get records() {
+      return reader.records.map((r) => ({ partition: r.partition, key: r.key, value: r.value, reviewId: r.headers['review-id'] ?? null }));
     },
-  });
-  return { records, close: () => consumer.disconnect() };
+    close: () => reader.close(),
+  };
 }
 
 describe('the review feed on a real broker', () => {
@@ -120,15 +115,9 @@ describe('the review feed on a real broker', () => {
     await first.stop();
     assert.equal(first.state(), 'stopped');
     assert.equal(first.ready(), false);
-    const admin = new Kafka({ clientId: 'review-feed-test-admin', brokers, logLevel: logLevel.NOTHING }).admin();
-    await admin.connect();
-    t.after(() => admin.disconnect());
-    const ends = new Map((await admin.fetchTopicOffsets(names.flagged)).map((p) => [p.partition, p.offset]));
-    const [committed] = await admin.fetchOffsets({ groupId: names.groupId, topics: [names.flagged] });
-    for (const p of committed!.partitions) {
+    for (const p of await committedOffsets(brokers, names.groupId, names.flagged)) {
       // Keys hash at random; a partition that received nothing has nothing to commit (-1).
-      const end = ends.get(p.partition);
-      assert.equal(end === '0' && p.offset === '-1' ? '0' : p.offset, end, `partition ${p.partition} is committed to its end`);
+      assert.equal(p.end === '0' && p.committed === '-1' ? '0' : p.committed, p.end, `partition ${p.partition} is committed to its end`);
     }
 
     // The console restarts: the database is reopened and a new feed joins the same group.

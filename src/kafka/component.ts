@@ -38,7 +38,10 @@ export interface KafkaComponentSettings {
   /** Whether the component writes to Kafka (an idempotent producer, see client.ts). */
   producer: boolean;
   partitionsConsumedConcurrently?: number;
-  /** stop() rejects with `shutdownTimeoutMessage` when it takes longer, having cut every connection. */
+  /**
+   * stop() rejects with `shutdownTimeoutMessage` when draining takes longer, having cut every
+   * connection; a stop that gives up on a start still connecting resolves (nothing was consumed).
+   */
   shutdownTimeoutMs: number;
   shutdownTimeoutMessage: string;
 }
@@ -249,9 +252,16 @@ export abstract class KafkaComponent<Extra extends string = never> extends Event
     this.setState('stopping');
     let failure: unknown = null;
     try {
-      // A start in progress ends the step it is in (a connect can take kafkajs's whole retry
-      // budget while the broker is down, hence the deadline), and is undone below.
-      if (starting) await within(starting.catch(() => undefined));
+      // A start in progress ends the step it is in, and is undone below. A connect can take
+      // kafkajs's whole retry budget while the broker is down, hence the deadline; giving up on it
+      // is not a failed stop (nothing was consumed yet), and startNow undoes the step when it ends.
+      if (starting) {
+        const abandoned = await within(starting.catch(() => undefined)).then(() => false, () => true);
+        if (abandoned) {
+          this.log.warn({ clientId: this.spec.clientId }, 'stopped while still connecting to Kafka; the connection attempt is dropped when it ends');
+          return;
+        }
+      }
       this.onHalt();
       // consumer.stop() waits for the running eachBatch, which commits what it finished.
       await within((async () => {

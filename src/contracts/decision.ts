@@ -34,7 +34,8 @@ export interface ScreenedResult {
 /** A pass-through field left out of a record to keep it under the record budget. */
 export interface Omission { field: 'meta' | 'image.base64'; bytes: number; reason: 'record size limit' }
 
-export interface Decision {
+/** One screening decision as it goes on the results and review topics (policy's `Decision` is the in-process verdict it carries). */
+export interface DecisionRecord {
   schema: typeof SCREENED_SCHEMA | typeof FLAGGED_SCHEMA;
   decisionId: string;
   inputId: string;
@@ -61,7 +62,7 @@ export interface Decision {
   omitted?: Omission[];
 }
 
-export function decisionOf(input: CrawledImage, result: ScreenedResult, decidedAt: Date, schema: Decision['schema'] = SCREENED_SCHEMA): Decision {
+export function decisionOf(input: CrawledImage, result: ScreenedResult, decidedAt: Date, schema: DecisionRecord['schema'] = SCREENED_SCHEMA): DecisionRecord {
   const crawled = Date.parse(input.crawledAt);
   return {
     schema,
@@ -82,7 +83,7 @@ export function decisionOf(input: CrawledImage, result: ScreenedResult, decidedA
 }
 
 /** The flag for a decision; an inline photo rides along when it is within MAX_FLAGGED_INLINE_BASE64. */
-export function flaggedOf(decision: Decision, inlineBase64?: string): Decision {
+export function flaggedOf(decision: DecisionRecord, inlineBase64?: string): DecisionRecord {
   const inline = inlineBase64 !== undefined && inlineBase64.length <= MAX_FLAGGED_INLINE_BASE64 ? { base64: inlineBase64 } : {};
   return { ...decision, schema: FLAGGED_SCHEMA, image: { ...decision.image, ...inline } };
 }
@@ -96,7 +97,7 @@ const millis = { type: 'number', minimum: 0 };
  * screening service may add fields there, and consumers must keep taking its records rather than
  * dead-letter them during a rolling upgrade.
  */
-function decisionSchema(tag: Decision['schema']) {
+function decisionSchema(tag: DecisionRecord['schema']) {
   return {
     type: 'object',
     additionalProperties: true,
@@ -181,26 +182,26 @@ const validators = {
 } as const;
 
 /** Validates an already-parsed decision of the given schema; never throws. */
-export function checkDecision(json: unknown, tag: Decision['schema']): ParseResult<Decision> {
+export function checkDecision(json: unknown, tag: DecisionRecord['schema']): ParseResult<DecisionRecord> {
   const validate = validators[tag];
   if (!validate(json)) return { ok: false, reason: schemaReason(validate.errors) };
   // The pattern admits 2025-13-45T…; the queue sorts and filters by decidedAt, so it must be real.
   const calendar = calendarReason(json as object, ['decidedAt', 'crawledAt']);
   if (calendar) return { ok: false, reason: calendar };
-  return { ok: true, message: json as unknown as Decision };
+  return { ok: true, message: json as unknown as DecisionRecord };
 }
 
 /**
  * Parses one images.flagged/v1 value, as the review console does; never throws. Reasons: those of
  * parseWireJson, `schema: <path> <problem>; …`, or `<field>: not a calendar date`.
  */
-export function parseFlagged(value: Buffer | null): ParseResult<Decision> {
+export function parseFlagged(value: Buffer | null): ParseResult<DecisionRecord> {
   const parsed = parseWireJson(value);
   return parsed.ok ? checkDecision(parsed.json, FLAGGED_SCHEMA) : parsed;
 }
 
 /** Parses one images.screened/v1 value; never throws. */
-export function parseScreened(value: Buffer | null): ParseResult<Decision> {
+export function parseScreened(value: Buffer | null): ParseResult<DecisionRecord> {
   const parsed = parseWireJson(value);
   return parsed.ok ? checkDecision(parsed.json, SCREENED_SCHEMA) : parsed;
 }
@@ -215,7 +216,7 @@ export type EncodeResult =
  * recorded in the decision itself. The result is checked against its own schema, the same check
  * its consumers run. Never throws.
  */
-export function encodeDecision(decision: Decision, maxBytes: number): EncodeResult {
+export function encodeDecision(decision: DecisionRecord, maxBytes: number): EncodeResult {
   let current = decision;
   const omitted: Omission[] = [];
   for (;;) {

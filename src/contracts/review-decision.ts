@@ -4,7 +4,7 @@
  */
 import { ajv, calendarReason, ISO_DATE_TIME, parseWireJson, schemaReason, shortText } from './json.js';
 import type { ParseResult } from './crawled.js';
-import type { Decision } from './decision.js';
+import type { DecisionRecord } from './decision.js';
 
 export const REVIEW_DECISION_SCHEMA = 'images.review-decisions/v1';
 /** Default topic of analysts' review decisions (produced by the review console, consumed into training labels). */
@@ -105,7 +105,7 @@ export function checkReviewDecision(json: unknown): ReviewDecisionParseResult {
  * Builds a review decision for a flagged decision, filling decisionId, image, listing and the model
  * from it; `label` defaults to the highest-scoring flag reason. For the review console and tests.
  */
-export function reviewDecisionOf(flagged: Decision, review: {
+export function reviewDecisionOf(flagged: DecisionRecord, review: {
   verdict: ReviewVerdict; analyst: string; label?: string; correctLabel?: string | null; reviewId?: string;
   decidedAt?: Date; previous?: ReviewDecision['previous']; note?: string; listingId?: string;
 }): ReviewDecision {

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { AppError } from '../errors.js';
-import { reviewDecisionOf, type Decision as FlaggedDecision, type ReviewDecision, type ReviewVerdict } from '../contracts/index.js';
+import { reviewDecisionOf, type DecisionRecord as FlaggedDecision, type ReviewDecision, type ReviewVerdict } from '../contracts/index.js';
 import type { ReviewDb } from './db.js';
 import type { Principal } from './auth.js';
 import { keepPhoto } from './photos.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  parseReviewDecision, REVIEW_DECISION_SCHEMA, REVIEW_DECISIONS_TOPIC, reviewDecisionOf, type Decision, type ReviewDecision,
+  parseReviewDecision, REVIEW_DECISION_SCHEMA, REVIEW_DECISIONS_TOPIC, reviewDecisionOf, type DecisionRecord, type ReviewDecision,
 } from '../../src/contracts/index.js';
 
 const SHA = 'e600ad87'.padEnd(64, '0');
@@ -119,7 +119,7 @@ describe('review decision messages (images.review-decisions/v1)', () => {
       image: { url: 'https://cdn.market.example/1.jpg', sha256: SHA, format: 'jpeg', width: 10, height: 10, bytes: 100 },
       reasons: [{ classifier: 'wildlife-resnet50vd', label: 'big_cat', score: 0.4, threshold: 0.2 }, { classifier: 'wildlife-resnet50vd', label: 'ivory', score: 0.8, threshold: 0.2 }],
       classifiers: [{ name: 'wildlife-resnet50vd', version: '1.0.0', top: [] }],
-    } as unknown as Decision;
+    } as unknown as DecisionRecord;
     const d = reviewDecisionOf(flagged, { verdict: 'rejected', correctLabel: 'ceramic_lookalike', analyst: 'alice', reviewId: 'r-9', decidedAt: new Date('2025-03-01T12:00:00Z') });
     assert.deepEqual(d, {
       schema: REVIEW_DECISION_SCHEMA, reviewId: 'r-9', decisionId: 'b57d3ee5', label: 'ivory', verdict: 'rejected', correctLabel: 'ceramic_lookalike',

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ScreenResult } from '../../src/screening/service.js';
-import { CRAWLED_SCHEMA, type CrawledImage, type Decision } from '../../src/contracts/index.js';
+import { CRAWLED_SCHEMA, type CrawledImage, type DecisionRecord } from '../../src/contracts/index.js';
 import { decisionsOf } from '../../src/screening/kafka/pipeline.js';
 
 let counter = 0;
@@ -24,7 +24,7 @@ export interface FlaggedOptions {
   others?: string[];
 }
 
-export function flaggedMessage(o: FlaggedOptions = {}): Decision {
+export function flaggedMessage(o: FlaggedOptions = {}): DecisionRecord {
   const n = ++counter;
   const decidedAt = new Date(o.decidedAt ?? Date.now());
   const url = o.imageUrl === undefined ? `https://img.example/${n}.jpg` : o.imageUrl;

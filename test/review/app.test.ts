@@ -16,7 +16,7 @@ import sharp from 'sharp';
 import { loadConfig, REPO_ROOT } from '../../src/config.js';
 import { hashPassword } from '../../src/review/auth.js';
 import { startReviewConsole, type ReviewConsole } from '../../src/review/console.js';
-import type { Decision } from '../../src/contracts/index.js';
+import type { DecisionRecord } from '../../src/contracts/index.js';
 import { flaggedMessage, type FlaggedOptions } from '../helpers/review.js';
 import { freePort } from '../helpers/ports.js';
 import { until } from '../helpers/wait.js';
@@ -63,7 +63,7 @@ async function startConsole(t: TestContext, review: Record<string, unknown> = {}
 }
 
 /** A flagged item without a photo URL (so no background fetch goes anywhere), ingested; returns its item id. */
-function ingest(h: Harness, o: FlaggedOptions = {}, edit?: (m: Decision) => void): number {
+function ingest(h: Harness, o: FlaggedOptions = {}, edit?: (m: DecisionRecord) => void): number {
   const message = flaggedMessage({ imageUrl: null, ...o });
   edit?.(message);
   const { outcome, itemId } = h.console.store.ingest(message);

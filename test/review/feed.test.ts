@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { createReviewMetrics } from '../../src/review/metrics.js';
 import { openReviewDb, type ReviewDb } from '../../src/review/db.js';
 import { createReviewStore, type ReviewStore } from '../../src/review/store.js';
-import { encodeDecision, parseFlagged, parseReviewDecision, type Decision } from '../../src/contracts/index.js';
+import { encodeDecision, parseFlagged, parseReviewDecision, type DecisionRecord } from '../../src/contracts/index.js';
 import { createReviewFeed, type ReviewFeed, type ReviewFeedEvents, type ReviewFeedOptions } from '../../src/review/feed.js';
 import { collect, committedOffsets, createTopics, publish } from '../../src/kafka/tools.js';
 import { flaggedMessage } from '../helpers/review.js';
@@ -21,9 +21,9 @@ const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}
 /** Flagged two hours ago, so ages and times to decision are well above a scrape's jitter. */
 const decidedAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 2 * 3600_000);
 
-const flagged = (n: number, label = 'elephant_ivory'): Decision =>
+const flagged = (n: number, label = 'elephant_ivory'): DecisionRecord =>
   flaggedMessage({ decisionId: `dec-${run}-${n}`, reasons: [[label, 0.93, 0.6]], decidedAt: decidedAt.toISOString() });
-const wire = (d: Decision | Record<string, unknown>, key = String(d.inputId)) => ({ key, value: JSON.stringify(d) });
+const wire = (d: DecisionRecord | Record<string, unknown>, key = String(d.inputId)) => ({ key, value: JSON.stringify(d) });
 
 interface Opened { db: ReviewDb; store: ReviewStore }
 const openStore = (file: string): Opened => {

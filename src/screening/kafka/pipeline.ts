@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { AppConfig } from '../../config.js';
-import { deadLetterKey, deadLetterOf, decisionOf, encodeDecision, flaggedOf, parseCrawled, serializedBytes, type CrawledImage, type Decision, type Omission } from '../../contracts/index.js';
+import { deadLetterKey, deadLetterOf, decisionOf, encodeDecision, flaggedOf, parseCrawled, serializedBytes, type CrawledImage, type DecisionRecord, type Omission } from '../../contracts/index.js';
 import { isAppError, type ErrorCode } from '../../errors.js';
 import type { ScreeningService, ScreenResult } from '../service.js';
 import { isRecordRefused, sendBounded, type EachBatchPayload, type KafkaMessage, type OutgoingRecord } from '../../kafka/client.js';
@@ -76,7 +76,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * results topic and, when flagged, the flag for the review topic. Exported so the console's tests
  * build their flags with this assembly rather than a copy of it.
  */
-export function decisionsOf(input: CrawledImage, result: ScreenResult, topics: Pick<KafkaSettings['topics'], 'results' | 'review'>, decidedAt: Date): Array<{ topic: string; decision: Decision }> {
+export function decisionsOf(input: CrawledImage, result: ScreenResult, topics: Pick<KafkaSettings['topics'], 'results' | 'review'>, decidedAt: Date): Array<{ topic: string; decision: DecisionRecord }> {
   const decision = decisionOf(input, result, decidedAt);
   // An inline photo exists nowhere else: the flag carries it to the analysts' console.
   return [{ topic: topics.results, decision }, ...(result.flagged ? [{ topic: topics.review, decision: flaggedOf(decision, input.imageBase64) }] : [])];
